@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Each creates the virtual environment (.venv) and installs what it needs first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo demo-quick test test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build 2.13.0 (see pyproject); extras: train, serve, dev, bench
+	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench]'
+	touch $(STAMP)
+
+## The main job on the embedded default data and model: teacher → silver → student → eval.
+demo: $(STAMP)
+	$(BIN)/slimbert run sentiment
+
+## The same pipeline on a small profile (under 2 minutes).
+demo-quick: $(STAMP)
+	$(BIN)/slimbert run sentiment --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+## Lint, types and the fast test suite (slow real-model tests excluded).
+test: lint
+	$(BIN)/pytest -q
+
+## Everything, slow real-model tests included.
+test-all: lint
+	$(BIN)/pytest -q -m ''
+
+## Benchmarks: JSON + Markdown under bench/results/<timestamp>/.
+bench: $(STAMP)
+	$(BIN)/slimbert bench sampler
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,354 @@
+"""The ``slimbert`` command: a thin layer over the Python API.
+
+Every stage command is generated from that stage's options dataclass, so a field
+``student_layers`` is ``--student-layers`` here, ``student_layers:`` in YAML and
+``DistillOptions(student_layers=...)`` in Python. User errors print one line,
+``slimbert: error: ...`` with a hint, and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import logging
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from slimbert.config import Options
+from slimbert.errors import ConfigError, SlimbertError
+
+console = Console(stderr=True)
+out = Console()
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="From labelled data to a tiny, fast, cheap serverless BERT function.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (results under bench/results/).")
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+
+# One help text per option name: the names mean the same in every stage.
+HELP = {
+    "model": "Base encoder: a folder, a hub id, or all-MiniLM-L6-v2 (shipped offline).",
+    "train": "Gold training set: a CSV/TSV/JSONL/Parquet file, tweets3:train, or hf:<id>[:split].",
+    "validation": "Validation set for early stopping (same forms as --train).",
+    "data": "Dataset: a file, tweets3:<split>, tweets3-quick:<split> or hf:<id>[:split].",
+    "out": "Output folder (or file for eval); written atomically.",
+    "head": "Classification head: linear (pooled output) or gru (frozen encoder + BiGRU).",
+    "layers": "Keep only these encoder layers, e.g. 0,5 (a small student trained on gold).",
+    "student_layers": "Layers of --student to keep, e.g. 0,5 or 0,2,4.",
+    "student": "Student base encoder (same forms as --model).",
+    "silver": "Silver set folder written by `slimbert label`.",
+    "teacher": "Trained classifier folder (torch) or exported ONNX bundle.",
+    "gold": "Mix this gold set into the silver set (rows use their true labels).",
+    "loss": "hard: teacher's labels (paper); soft: KL on logits with temperature; mix: both.",
+    "labels": "Label names in order, e.g. negative,neutral,positive (default: sorted found).",
+    "models": "Comma-separated model folders to compare.",
+    "limit": "Use only the first N rows (smoke runs).",
+    "balance": "Class-balanced batches by under-sampling the larger classes.",
+    "bucket": "Group examples of similar token length into a batch.",
+    "micro_batch_size": "Split each batch into chunks of this size (gradient accumulation).",
+}
+
+
+def _cli_type(hint: Any) -> Any:
+    """The type typer parses; lists and literals arrive as strings, coerced by the dataclass."""
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _cli_type(args[0])
+    if hint in (bool, int, float, str, Path):
+        return hint
+    return str
+
+
+def _fail(exc: BaseException) -> typing.NoReturn:
+    if isinstance(exc, SlimbertError):
+        console.print(f"slimbert: error: {exc.message}", markup=False, highlight=False)
+        if exc.hint:
+            console.print(f"  hint: {exc.hint}", markup=False, highlight=False)
+    else:
+        console.print(f"slimbert: error: {exc}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SlimbertError as exc:
+            _fail(exc)
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            _fail(SlimbertError(f"{exc.strerror}: {exc.filename}"))
+        except KeyboardInterrupt:
+            console.print("slimbert: interrupted; finished work is kept, run again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def build_options(cls: type[Options], config: Path | None, given: dict[str, Any]) -> Options:
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read options from {config}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config}: expected a mapping of option names to values")
+        values.update(loaded)
+    values.update({k: v for k, v in given.items() if v is not None})
+    return cls.from_dict(values)
+
+
+def stage_command(cls: type[Options], name: str, help_text: str) -> Callable[..., Any]:
+    """Register a command whose options are the fields of ``cls``."""
+
+    def decorator(run: Callable[[Options], None]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(cls)
+        params = [
+            inspect.Parameter(
+                "config",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(None, "--config", help="YAML file of options (flags win)."),
+                annotation=Optional[Path],  # noqa: UP045 - typer needs a runtime type
+            )
+        ]
+        for field in dataclasses.fields(cls):
+            default = None if field.default is dataclasses.MISSING else field.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            flag = "--" + field.name.replace("_", "-")
+            decls = [f"{flag}/--no-{flag[2:]}"] if hints[field.name] is bool else [flag]
+            params.append(
+                inspect.Parameter(
+                    field.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(
+                        None, *decls, help=f"{HELP.get(field.name, '')} [default: {shown}]"
+                    ),
+                    annotation=Optional[_cli_type(hints[field.name])],  # noqa: UP045
+                )
+            )
+
+        @user_errors
+        def command(**kwargs: Any) -> None:
+            config = kwargs.pop("config")
+            run(build_options(cls, config, kwargs))
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__name__ = name
+        command.__doc__ = help_text
+        app.command(name, help=help_text)(command)
+        return run
+
+    return decorator
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _label_progress(progress: Progress, title: str) -> Callable[[int, int], None]:
+    import time
+
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if "task" not in state:
+            state.update(task=progress.add_task(title, total=total, rate=""), t0=now, d0=done)
+        elapsed = now - state["t0"]
+        rate = (done - state["d0"]) / elapsed if elapsed > 0 else 0.0
+        progress.update(state["task"], completed=done, rate=f"{rate:,.0f} rows/s")
+
+    return update
+
+
+def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
+    return {
+        "train": lambda step: {"reporter": _TrainReporter(progress, step.name)},
+        "distill": lambda step: {"reporter": _TrainReporter(progress, step.name)},
+        "label": lambda step: {"progress": _label_progress(progress, step.name)},
+    }
+
+
+class _TrainReporter:
+    """Training progress: one bar per epoch, ending with its validation macro-F1."""
+
+    def __init__(self, progress: Progress, title: str) -> None:
+        self.progress = progress
+        self.title = title
+        self.task: Any = None
+        self.epoch = 0
+
+    def epoch_started(self, epoch: int, steps: int) -> None:
+        self.epoch = epoch
+        self.task = self.progress.add_task(f"{self.title} epoch {epoch}", total=steps, rate="")
+
+    def step_done(self, loss: float) -> None:
+        self.progress.update(self.task, advance=1, description=self._desc(f"loss {loss:.3f}"))
+
+    def epoch_done(self, record: dict[str, Any]) -> None:
+        f1 = record["val_macro_f1"]
+        self.progress.update(self.task, description=self._desc(f"val macro-F1 {f1:.4f}"))
+
+    def _desc(self, tail: str) -> str:
+        return f"{self.title} epoch {self.epoch}: {tail}"
+
+
+def _run_stage(stage: str, options: Options) -> Any:
+    from slimbert.pipeline import Step, run_pipeline
+
+    _quiet_libraries()
+    with _progress() as progress:
+        summary = run_pipeline([Step(stage, stage, options)], force=True, hooks=_hooks(progress))
+    return summary[0]["result"]
+
+
+def _print_fit(result: dict[str, Any]) -> None:
+    out.print(
+        f"best epoch {result['best_epoch']}: validation macro-F1 "
+        f"{result['best_val_macro_f1']:.4f} → {result['out']} ({result['seconds']:.0f} s)"
+    )
+
+
+def _register_stages() -> None:
+    from slimbert.distill import DistillOptions
+    from slimbert.evaluate import EvalOptions, markdown_table
+    from slimbert.finetune import TrainOptions
+    from slimbert.label import LabelOptions
+
+    @stage_command(TrainOptions, "train", "Fine-tune a classifier (the teacher) on a gold set.")
+    def _train(options: Options) -> None:
+        _print_fit(_run_stage("train", options))
+
+    @stage_command(LabelOptions, "label", "Let the teacher label an unlabelled pool (silver).")
+    def _label(options: Options) -> None:
+        result = _run_stage("label", options)
+        out.print(
+            f"labelled {result.rows:,} rows in {result.shards} shards "
+            f"({result.resumed_shards} resumed) at {result.rows_per_second:,.0f} rows/s "
+            f"→ {result.out}; labels {result.label_counts}"
+        )
+
+    @stage_command(DistillOptions, "distill", "Distill a small student on the silver set.")
+    def _distill(options: Options) -> None:
+        _print_fit(_run_stage("distill", options))
+
+    @stage_command(EvalOptions, "eval", "Macro-F1, per-class scores, size and latency.")
+    def _eval(options: Options) -> None:
+        result = _run_stage("eval", options)
+        out.print(markdown_table(result))
+
+
+@app.command("run")
+@user_errors
+def run(
+    pipeline: str = typer.Argument(..., help="Pipeline YAML file, or a built-in: sentiment."),
+    quick: bool = typer.Option(False, "--quick", help="Apply the pipeline's quick profile."),
+    force: bool = typer.Option(False, "--force", help="Run every step even if current."),
+    set_: list[str] = typer.Option([], "--set", help="Override a pipeline variable: key=value."),
+) -> None:
+    """Run a pipeline's steps in order, skipping steps whose output is current."""
+    from slimbert.pipeline import read_pipeline, run_pipeline
+
+    _quiet_libraries()
+    overrides = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not key=value")
+        overrides[key] = value
+    steps = read_pipeline(pipeline, profile="quick" if quick else None, overrides=overrides)
+    with _progress() as progress:
+        summary = run_pipeline(
+            steps,
+            force=force,
+            hooks=_hooks(progress),
+            on_step=lambda s, status: progress.console.print(
+                f"[bold]{s.name}[/] ({s.stage}): {status}"
+            ),
+        )
+    table = Table("step", "stage", "status", "seconds")
+    for row in summary:
+        table.add_row(row["step"], row["stage"], row["status"], f"{row.get('seconds', 0):.0f}")
+    out.print(table)
+    evals = [r for r in summary if r["stage"] == "eval" and r["status"] == "ran"]
+    if evals:
+        from slimbert.evaluate import markdown_table
+
+        out.print(markdown_table(evals[-1]["result"]))
+
+
+@data_app.command("prepare")
+@user_errors
+def data_prepare(
+    name: str = typer.Argument("tweets3", help="Built-in dataset: tweets3 or tweets3-quick."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Where to write (default ~/.cache/slimbert)."
+    ),
+) -> None:
+    """Clean, deduplicate and split a built-in dataset (deterministic)."""
+    from slimbert.datasets import prepare_builtin
+
+    folder = prepare_builtin(name, cache_dir)
+    out.print(f"{name} → {folder}")
+    out.print((folder / "manifest.json").read_text())
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("SLIMBERT_LOG", "WARNING"), format="%(message)s")
+    _register_stages()
+    try:
+        app()
+    except SlimbertError as exc:  # raised while building commands or parsing
+        console.print(f"slimbert: error: {exc.message}", markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Stage ``train``: fine-tune a classifier on a gold set (the teacher, paper §4.1.1).
+
+The same stage trains a small student on gold only (``layers=(0, 5)``), the baseline a
+distilled student has to beat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from slimbert.config import Options, check
+from slimbert.io import write_json
+
+REPORT_FILE = "train_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Common(Options):
+    """Options every training stage shares (names identical in YAML, CLI and Python)."""
+
+    validation: str = "tweets3:validation"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
+    max_length: int = 128
+    epochs: int = 8
+    patience: int = 2
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    micro_batch_size: int | None = None
+    balance: bool = True
+    bucket: bool = True
+    seed: int = 13
+    limit: int | None = None
+
+    def validate(self) -> None:
+        check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
+        check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        check(self.patience >= 1, f"patience must be at least 1, got {self.patience}")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.limit is None or self.limit > 0, "limit must be positive")
+        if self.micro_batch_size is not None:
+            check(self.micro_batch_size >= 1, "micro_batch_size must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions(_Common):
+    stage: ClassVar[str] = "train"
+
+    model: str = "all-MiniLM-L6-v2"
+    train: str = "tweets3:train"
+    out: Path = Path("runs/teacher")
+    head: Literal["linear", "gru"] = "linear"
+    layers: tuple[int, ...] | None = None
+    lr: float = 3e-5
+    batch_size: int = 128
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+
+
+def load_split(spec: str, opts: _Common, *, labels: tuple[str, ...] | None = None) -> Any:
+    from slimbert.data import load_texts
+
+    data = load_texts(
+        spec,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        labels=labels if labels is not None else opts.labels,
+        encoding=opts.encoding,
+        require_labels=True,
+    )
+    if opts.limit is not None and len(data) > opts.limit:
+        data = data.subset(range(opts.limit))
+    return data
+
+
+def train_classifier(options: TrainOptions, reporter: Any = None) -> dict[str, Any]:
+    """Fine-tune ``options.model`` on ``options.train``; returns the report it also saves."""
+    from slimbert.models import TorchClassifier
+    from slimbert.train import FitSettings, evaluate, fit
+
+    train = load_split(options.train, options)
+    validation = load_split(options.validation, options, labels=train.label_names)
+    clf = TorchClassifier.build(
+        options.model,
+        train.label_names,
+        head=options.head,
+        layers=options.layers,
+        max_length=options.max_length,
+        seed=options.seed,
+    )
+    settings = FitSettings(
+        lr=options.lr,
+        batch_size=options.batch_size,
+        epochs=options.epochs,
+        patience=options.patience,
+        weight_decay=options.weight_decay,
+        warmup_ratio=options.warmup_ratio,
+        micro_batch_size=options.micro_batch_size,
+        balance=options.balance,
+        bucket=options.bucket,
+        seed=options.seed,
+    )
+    result = fit(clf, train, validation, settings, options.out, reporter=reporter)
+    best = TorchClassifier.load(options.out)
+    report = {
+        "stage": options.stage,
+        "options": options.to_dict(),
+        "train_rows": len(train),
+        "train_label_counts": train.label_counts(),
+        "parameters": best.num_parameters(),
+        "validation": evaluate(best, validation),
+        **result.to_dict(),
+    }
+    write_json(Path(options.out) / REPORT_FILE, report)
+    return report

@@ -1,0 +1,219 @@
+"""``slimbert run pipeline.yaml``: the stages in order, each skipped when its output is current.
+
+A pipeline file lists steps; each step names a stage and gives that stage's options with the
+same names as the CLI and the Python API. ``vars`` are substituted into strings (``${workdir}``)
+and ``profiles`` hold overrides (``--quick`` applies ``profiles.quick``).
+
+A step writes ``<out>/slimbert-step.json`` when it finishes, holding a stamp: the hash of its
+options and of the stamps (or sizes and times) of its inputs. A step whose stamp matches is
+current and skipped; changing an option or re-running an upstream step makes it stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slimbert.config import Options
+from slimbert.errors import ConfigError
+from slimbert.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+STAMP_FILE = "slimbert-step.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    options: type[Options]
+    run: Callable[..., Any]
+    outputs: Callable[[Any], Path]
+
+
+def stages() -> dict[str, Stage]:
+    # Imported here so that `slimbert --help` stays fast and torch-free.
+    from slimbert.distill import DistillOptions, distill
+    from slimbert.evaluate import EvalOptions, evaluate_models
+    from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.label import LabelOptions, label_corpus
+
+    return {
+        "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
+        "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out)),
+        "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
+        "eval": Stage(
+            EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    stage: str
+    options: Options
+
+
+def builtin_pipelines() -> list[str]:
+    files = resources.files("slimbert") / "pipelines"
+    return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_pipeline(
+    source: str | Path, *, profile: str | None = None, overrides: Mapping[str, str] | None = None
+) -> list[Step]:
+    """Parse and validate a pipeline file (or a built-in name such as ``sentiment``)."""
+    path = Path(source)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    elif str(source) in builtin_pipelines():
+        text = (resources.files("slimbert") / "pipelines" / f"{source}.yaml").read_text("utf-8")
+    else:
+        raise ConfigError(
+            f"pipeline {str(source)!r} is neither a file nor a built-in pipeline",
+            hint=f"built-in: {', '.join(builtin_pipelines())}",
+        )
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
+        raise ConfigError(f"{source}: a pipeline needs a 'steps:' list")
+    variables = {str(k): str(v) for k, v in (doc.get("vars") or {}).items()}
+    step_overrides: dict[str, Any] = {}
+    if profile is not None:
+        profiles = doc.get("profiles") or {}
+        if profile not in profiles:
+            raise ConfigError(f"{source}: no profile {profile!r}", hint=f"known: {list(profiles)}")
+        variables.update({str(k): str(v) for k, v in (profiles[profile].get("vars") or {}).items()})
+        step_overrides = profiles[profile].get("steps") or {}
+    variables.update(overrides or {})
+    known = stages()
+    steps: list[Step] = []
+    for i, raw in enumerate(doc["steps"], start=1):
+        if not isinstance(raw, dict) or "stage" not in raw:
+            raise ConfigError(f"{source}: step {i} needs a 'stage:'")
+        raw = dict(raw)
+        stage = raw.pop("stage")
+        name = str(raw.pop("name", f"{stage}-{i}"))
+        if stage not in known:
+            raise ConfigError(
+                f"{source}: step {name!r} has unknown stage {stage!r}",
+                hint=f"stages: {', '.join(known)}",
+            )
+        raw.update(step_overrides.get(name) or {})
+        options = known[stage].options.from_dict(_substitute(raw, variables, f"{source}:{name}"))
+        steps.append(Step(name, stage, options))
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: step names must be unique, got {names}")
+    return steps
+
+
+def _substitute(value: Any, variables: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return string.Template(value).substitute(variables)
+        except KeyError as exc:
+            raise ConfigError(f"{where}: unknown variable ${{{exc.args[0]}}}") from exc
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, where) for k, v in value.items()}
+    return value
+
+
+def _stamp_path(out: Path) -> Path:
+    return out / STAMP_FILE if out.suffix == "" else out.with_name(out.name + ".step.json")
+
+
+def _input_fingerprint(value: Any) -> Any:
+    """A cheap fingerprint of whatever a path-like option points at."""
+    if isinstance(value, list):
+        return [_input_fingerprint(v) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value)
+    if not path.exists():
+        return value
+    stamp = _stamp_path(path)
+    if stamp.is_file():
+        return read_json(stamp)["stamp"]
+    if path.is_file():
+        st = path.stat()
+        return [value, st.st_size, st.st_mtime_ns]
+    return [value, sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir())]
+
+
+def step_stamp(step: Step, out: Path) -> str:
+    options = step.options.to_dict()
+    inputs = {k: _input_fingerprint(v) for k, v in options.items() if k not in {"out"}}
+    payload = json.dumps(
+        {"stage": step.stage, "options": options, "inputs": inputs}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def is_current(step: Step) -> bool:
+    out = stages()[step.stage].outputs(step.options)
+    stamp = _stamp_path(out)
+    if not stamp.is_file() or not out.exists():
+        return False
+    return bool(read_json(stamp).get("stamp") == step_stamp(step, out))
+
+
+def run_pipeline(
+    steps: list[Step],
+    *,
+    force: bool = False,
+    hooks: Mapping[str, Callable[[Step], dict[str, Any]]] | None = None,
+    on_step: Callable[[Step, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the steps in order. ``hooks[stage](step)`` supplies extra kwargs (progress UIs)."""
+    known = stages()
+    summary = []
+    for step in steps:
+        stage = known[step.stage]
+        out = stage.outputs(step.options)
+        if not force and is_current(step):
+            log.info("step %s is current, skipped", step.name)
+            if on_step:
+                on_step(step, "skipped")
+            summary.append({"step": step.name, "stage": step.stage, "status": "skipped"})
+            continue
+        if on_step:
+            on_step(step, "running")
+        started = time.perf_counter()
+        extra = hooks[step.stage](step) if hooks and step.stage in hooks else {}
+        result = stage.run(step.options, **extra)
+        seconds = time.perf_counter() - started
+        write_json(
+            _stamp_path(out),
+            {
+                "step": step.name,
+                "stage": step.stage,
+                "stamp": step_stamp(step, out),
+                "seconds": seconds,
+            },
+        )
+        summary.append(
+            {
+                "step": step.name,
+                "stage": step.stage,
+                "status": "ran",
+                "seconds": seconds,
+                "result": result,
+            }
+        )
+        if on_step:
+            on_step(step, "done")
+    return summary

@@ -1,0 +1,218 @@
+"""The training loop shared by teacher fine-tuning and student distillation.
+
+AdamW with weight decay (no decay on biases and LayerNorm), linear warm-up then linear decay,
+the paper's class-balanced length-bucketed batches, gradient accumulation when a batch does
+not fit, evaluation on the validation set after every epoch, early stopping on validation
+macro-F1 with patience, and the best checkpoint kept (written atomically).
+Distillation only changes the loss (see ``slimbert.losses``), so it reuses this loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from slimbert.data import TextSet
+from slimbert.losses import LossMode, distill_loss
+from slimbert.metrics import classification_report
+from slimbert.models import TorchClassifier
+from slimbert.sampler import BalancedBucketSampler, padding_waste
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    lr: float
+    batch_size: int
+    epochs: int
+    patience: int
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    micro_batch_size: int | None = None
+    balance: bool = True
+    bucket: bool = True
+    seed: int = 13
+    eval_batch_size: int = 256
+    loss: LossMode = "hard"
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+class Reporter(Protocol):
+    def epoch_started(self, epoch: int, steps: int) -> None: ...
+    def step_done(self, loss: float) -> None: ...
+    def epoch_done(self, record: dict[str, Any]) -> None: ...
+
+
+class LogReporter:
+    def epoch_started(self, epoch: int, steps: int) -> None:
+        log.info("epoch %d: %d steps", epoch, steps)
+
+    def step_done(self, loss: float) -> None:
+        pass
+
+    def epoch_done(self, record: dict[str, Any]) -> None:
+        log.info("epoch %(epoch)d: val macro-F1 %(val_macro_f1).4f", record)
+
+
+@dataclass
+class FitResult:
+    out: Path
+    best_epoch: int
+    best_val_macro_f1: float
+    stopped_early: bool
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+def predict_logits(clf: TorchClassifier, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Logits in input order, computed in length-sorted batches (little padding)."""
+    if not texts:
+        return np.zeros((0, len(clf.label_names)), dtype=np.float32)
+    features = clf.encode(texts)
+    order = np.argsort([len(ids) for ids in features["input_ids"]], kind="stable")
+    out = np.zeros((len(texts), len(clf.label_names)), dtype=np.float32)
+    clf.module.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size].tolist()
+            out[idx] = clf.forward(clf.collate(features, idx)).float().numpy()
+    return out
+
+
+def evaluate(clf: TorchClassifier, data: TextSet, batch_size: int = 256) -> dict[str, Any]:
+    if data.labels is None:
+        raise ValueError("evaluation needs labelled data")
+    preds = predict_logits(clf, data.texts, batch_size).argmax(axis=1)
+    return classification_report(data.labels, preds, clf.label_names)
+
+
+def _optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        # Biases and LayerNorm weights are not decayed (as in BERT's original recipe).
+        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def fit(
+    clf: TorchClassifier,
+    train: TextSet,
+    validation: TextSet,
+    settings: FitSettings,
+    out: Path,
+    *,
+    teacher_logits: np.ndarray | None = None,
+    reporter: Reporter | None = None,
+) -> FitResult:
+    """Train ``clf`` on ``train``; keep the checkpoint with the best validation macro-F1."""
+    from transformers import get_linear_schedule_with_warmup
+
+    if train.labels is None:
+        raise ValueError("training needs labels (gold, or the teacher's silver labels)")
+    reporter = reporter or LogReporter()
+    torch.manual_seed(settings.seed)
+    features = clf.encode(train.texts)
+    lengths = [len(ids) for ids in features["input_ids"]]
+    sampler = BalancedBucketSampler(
+        lengths,
+        train.labels,
+        settings.batch_size,
+        balance=settings.balance,
+        bucket=settings.bucket,
+        shuffle=True,
+        seed=settings.seed,
+    )
+    labels = torch.tensor(train.labels, dtype=torch.long)
+    teacher = (
+        torch.from_numpy(teacher_logits.astype(np.float32)) if teacher_logits is not None else None
+    )
+    micro = settings.micro_batch_size or settings.batch_size
+
+    optimizer = _optimizer(clf.module, settings.lr, settings.weight_decay)
+    total_steps = max(1, len(sampler) * settings.epochs)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps
+    )
+    best_f1, best_epoch, bad_epochs = -1.0, 0, 0
+    history: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    stopped_early = False
+    for epoch in range(1, settings.epochs + 1):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        reporter.epoch_started(epoch, len(batches))
+        clf.module.train()
+        epoch_start = time.perf_counter()
+        losses: list[float] = []
+        for batch_idx in batches:
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            # Gradient accumulation: the optimiser sees the whole batch, memory one chunk.
+            for start in range(0, len(batch_idx), micro):
+                chunk = batch_idx[start : start + micro]
+                logits = clf.forward(clf.collate(features, chunk))
+                loss = distill_loss(
+                    logits,
+                    labels[chunk],
+                    teacher[chunk] if teacher is not None else None,
+                    mode=settings.loss,
+                    temperature=settings.temperature,
+                    alpha=settings.alpha,
+                ) * (len(chunk) / len(batch_idx))
+                loss.backward()
+                total += float(loss)
+            torch.nn.utils.clip_grad_norm_(clf.module.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(total)
+            reporter.step_done(total)
+        train_seconds = time.perf_counter() - epoch_start
+        report = evaluate(clf, validation, settings.eval_batch_size)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+            "train_seconds": train_seconds,
+            "train_examples": sum(len(b) for b in batches),
+            "padding_waste": padding_waste(batches, lengths),
+            "val_macro_f1": report["macro_f1"],
+            "val_accuracy": report["accuracy"],
+        }
+        history.append(record)
+        reporter.epoch_done(record)
+        if report["macro_f1"] > best_f1:
+            best_f1, best_epoch, bad_epochs = report["macro_f1"], epoch, 0
+            clf.save(out)
+        else:
+            bad_epochs += 1
+            if bad_epochs >= settings.patience:
+                stopped_early = epoch < settings.epochs
+                break
+    return FitResult(
+        out=out,
+        best_epoch=best_epoch,
+        best_val_macro_f1=best_f1,
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - started,
+        history=history,
+    )
