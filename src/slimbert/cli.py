@@ -124,7 +124,9 @@ def build_options(cls: type[Options], config: Path | None, given: dict[str, Any]
     return cls.from_dict(values)
 
 
-def stage_command(cls: type[Options], name: str, help_text: str) -> Callable[..., Any]:
+def stage_command(
+    cls: type[Options], name: str, help_text: str, group: typer.Typer = app
+) -> Callable[..., Any]:
     """Register a command whose options are the fields of ``cls``."""
 
     def decorator(run: Callable[[Options], None]) -> Callable[..., Any]:
@@ -161,7 +163,7 @@ def stage_command(cls: type[Options], name: str, help_text: str) -> Callable[...
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__name__ = name
         command.__doc__ = help_text
-        app.command(name, help=help_text)(command)
+        group.command(name, help=help_text)(command)
         return run
 
     return decorator
@@ -257,6 +259,7 @@ def _print_fit(result: dict[str, Any]) -> None:
 
 
 def _register_stages() -> None:
+    from slimbert.benchmarks import SamplerBenchOptions
     from slimbert.distill import DistillOptions
     from slimbert.evaluate import EvalOptions, markdown_table
     from slimbert.finetune import TrainOptions
@@ -278,6 +281,24 @@ def _register_stages() -> None:
     @stage_command(DistillOptions, "distill", "Distill a small student on the silver set.")
     def _distill(options: Options) -> None:
         _print_fit(_run_stage("distill", options))
+
+    @stage_command(
+        SamplerBenchOptions,
+        "sampler",
+        "Epoch time and macro-F1 with/without the paper's sampler.",
+        group=bench_app,
+    )
+    def _bench_sampler(options: Options) -> None:
+        from slimbert.benchmarks import run_sampler_bench, sampler_markdown
+
+        _quiet_libraries()
+        with _progress() as progress:
+            report = run_sampler_bench(
+                options,  # type: ignore[arg-type]
+                reporter=_TrainReporter(progress, "sampler"),
+            )
+        out.print(sampler_markdown(report))
+        out.print(f"results → {report['out']}")
 
     @stage_command(EvalOptions, "eval", "Macro-F1, per-class scores, size and latency.")
     def _eval(options: Options) -> None:
@@ -328,9 +349,7 @@ def run(
 @user_errors
 def data_prepare(
     name: str = typer.Argument("tweets3", help="Built-in dataset: tweets3 or tweets3-quick."),
-    cache_dir: Path | None = typer.Option(
-        None, help="Where to write (default ~/.cache/slimbert)."
-    ),
+    cache_dir: Path | None = typer.Option(None, help="Where to write (default ~/.cache/slimbert)."),
 ) -> None:
     """Clean, deduplicate and split a built-in dataset (deterministic)."""
     from slimbert.datasets import prepare_builtin
@@ -340,9 +359,11 @@ def data_prepare(
     out.print((folder / "manifest.json").read_text())
 
 
+_register_stages()
+
+
 def main() -> None:
     logging.basicConfig(level=os.environ.get("SLIMBERT_LOG", "WARNING"), format="%(message)s")
-    _register_stages()
     try:
         app()
     except SlimbertError as exc:  # raised while building commands or parsing

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import string
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,9 @@ class Stage:
     options: type[Options]
     run: Callable[..., Any]
     outputs: Callable[[Any], Path]
+    # Resumable stages refuse to mix runs in one folder; when the pipeline itself made a now
+    # stale output, it clears it first (an interrupted run has no stamp and still resumes).
+    clear_stale: bool = False
 
 
 def stages() -> dict[str, Stage]:
@@ -48,7 +52,7 @@ def stages() -> dict[str, Stage]:
 
     return {
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
-        "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out)),
+        "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), clear_stale=True),
         "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
         "eval": Stage(
             EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
@@ -193,6 +197,12 @@ def run_pipeline(
         if on_step:
             on_step(step, "running")
         started = time.perf_counter()
+        stamp = _stamp_path(out)
+        if stamp.is_file():
+            stamp.unlink()
+            if stage.clear_stale and out.is_dir():
+                log.info("step %s: clearing its stale output %s", step.name, out)
+                shutil.rmtree(out)
         extra = hooks[step.stage](step) if hooks and step.stage in hooks else {}
         result = stage.run(step.options, **extra)
         seconds = time.perf_counter() - started

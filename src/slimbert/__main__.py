@@ -1,0 +1,5 @@
+"""``python -m slimbert`` runs the CLI."""
+
+from slimbert.cli import main
+
+main()

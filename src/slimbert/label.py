@@ -1,0 +1,593 @@
+"""Step 2 of the method: the fine-tuned teacher labels a large unlabelled pool (the silver set).
+
+Paper §4.1.2: a teacher fine-tuned on the gold set labels a large in-domain pool; the student
+is then distilled on these "silver" labels and logits. Labelling a big pool takes hours, so it
+is resumable:
+
+* rows are ordered by (token length, row index), so each batch holds texts of similar length
+  and little padding is wasted, then cut into shards of ``shard_size`` rows;
+* each shard is written atomically as ``part-NNNNN.parquet`` (columns ``row``, ``id``,
+  ``text``, ``label``, ``label_id``, ``probs``, ``logits``) and only then recorded in
+  ``manifest.json``, so a kill at any moment loses at most the shard in progress;
+* a rerun with the same plan (data, teacher, label names, shard size, row order) verifies the
+  finished shards by sha256 and labels only the rest; a damaged shard is relabelled; a folder
+  holding a different plan is refused rather than overwritten.
+
+:func:`read_silver` gives the set back in source row order for distillation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from slimbert.config import Options, check
+from slimbert.data import TextSet, load_texts
+from slimbert.errors import DataError, ModelError, SlimbertError
+from slimbert.io import atomic_path, read_json, sha256_file, write_json
+from slimbert.scoring import Scorer, softmax
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "slimbert-silver/1"
+COLUMNS = ("row", "id", "text", "label", "label_id", "probs", "logits")
+_LOCK = ".label.lock"
+# Teacher files up to this size (configs, tokenizers, bundle manifests) are hashed; larger ones
+# (weights) are only stat'ed, so fingerprinting a 400 MB teacher stays instant.
+_HASHED_FILE_LIMIT = 1 << 20
+# Token lengths are computed in chunks so a tokenizer never holds the whole pool's encodings.
+_LENGTH_CHUNK = 16384
+# Plan keys grouped into the words an error message uses for them.
+_PLAN_WORDS = {
+    "source": "data source",
+    "rows": "texts",
+    "texts_sha256": "texts",
+    "ids_sha256": "row ids",
+    "teacher": "teacher path",
+    "teacher_fingerprint": "teacher files",
+    "backend": "backend",
+    "max_length": "max_length",
+    "label_names": "label names",
+    "shard_size": "shard_size",
+    "order_sha256": "row order (token lengths)",
+}
+
+
+@dataclass(frozen=True)
+class LabelOptions(Options):
+    """Options of ``slimbert label``: which teacher labels which pool into which folder."""
+
+    stage: ClassVar[str] = "label"
+
+    teacher: Path
+    data: str
+    out: Path
+    text_column: str = "text"
+    id_column: str | None = None
+    encoding: str = "utf-8"
+    backend: Literal["torch", "onnx"] = "torch"
+    batch_size: int = 128
+    shard_size: int = 4096
+    max_length: int = 128
+    limit: int | None = None
+
+    def validate(self) -> None:
+        check(
+            bool(self.data.strip()),
+            "label.data is empty",
+            hint="give a dataset spec such as 'tweets3:pool' or a CSV path",
+        )
+        check(bool(self.text_column), "label.text_column is empty")
+        check(self.batch_size > 0, f"label.batch_size must be positive, got {self.batch_size}")
+        check(self.shard_size > 0, f"label.shard_size must be positive, got {self.shard_size}")
+        check(
+            self.shard_size >= self.batch_size,
+            f"label.shard_size ({self.shard_size}) is smaller than label.batch_size "
+            f"({self.batch_size})",
+            hint="a shard is labelled in batches: raise shard_size or lower batch_size",
+        )
+        check(self.max_length > 0, f"label.max_length must be positive, got {self.max_length}")
+        check(
+            self.limit is None or self.limit > 0,
+            f"label.limit must be positive, got {self.limit}",
+            hint="leave it out to label every row",
+        )
+        check(
+            self.out != self.teacher,
+            f"label.out is the teacher folder ({self.teacher})",
+            hint="write the silver set to a folder of its own",
+        )
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What :func:`label_corpus` did. ``rows``/``shards`` describe the whole silver set."""
+
+    out: Path
+    rows: int
+    shards: int
+    resumed_shards: int  # finished shards found, verified and kept from an earlier run
+    seconds: float  # wall time of this call, loading and token lengths included
+    rows_per_second: float  # rows labelled in this call (resumed rows excluded) / seconds
+    label_counts: dict[str, int]
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def label_corpus(
+    options: LabelOptions,
+    *,
+    scorer: Scorer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LabelResult:
+    """Label ``options.data`` with the teacher into Parquet shards under ``options.out``.
+
+    Resumes a run that was stopped, as long as the plan is the same; ``progress(done, total)``
+    is called once at the start (with the rows of resumed shards) and after every batch.
+    """
+    started = time.perf_counter()
+    out = options.out
+    _refuse_foreign_folder(out)
+    pool = _load_pool(options)
+    n = len(pool.texts)
+    plan = _plan(options, pool)
+    # Refuse a folder of another labelling now, before the minutes of loading the teacher and
+    # tokenising the pool; label names and row order are compared once they are known.
+    existing = _read_manifest(out)
+    if existing is not None:
+        _refuse_other_plan(out, existing["plan"], plan, only_new_keys=True)
+    if scorer is None:
+        scorer = _load_teacher(options)
+    label_names = tuple(scorer.label_names)
+    if len(label_names) < 2:
+        raise ModelError(f"the teacher has {len(label_names)} label(s); a classifier needs 2+")
+
+    lengths = _token_lengths(scorer, pool.texts)
+    # A stable sort keeps source order among equal lengths, so the order is (length, row).
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    plan["label_names"] = list(label_names)
+    plan["order_sha256"] = hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
+    n_shards = math.ceil(n / options.shard_size)
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        _remove_stray_temporaries(out)
+        manifest = _start_manifest(out, plan, n_shards, options)
+        done: dict[str, Any] = manifest["done"]
+        resumed = len(done)
+        finished = sum(int(entry["rows"]) for entry in done.values())
+        log.info("labelling %d rows: %d shard(s) in %s, %d done before", n, n_shards, out, resumed)
+        if progress is not None:
+            progress(finished, n)
+
+        def on_batch(rows: int) -> None:
+            nonlocal finished
+            finished += rows
+            if progress is not None:
+                progress(finished, n)
+
+        labelled = 0
+        for index in range(n_shards):
+            name = shard_name(index)
+            if name in done:
+                continue
+            rows = order[index * options.shard_size : (index + 1) * options.shard_size]
+            done[name] = {
+                "index": index,
+                **_label_shard(
+                    scorer, pool, rows, label_names, options.batch_size, out / name, on_batch
+                ),
+            }
+            labelled += len(rows)
+            # The shard is complete on disk before the manifest names it: a kill in between
+            # only costs relabelling that shard.
+            write_json(out / MANIFEST, manifest)
+            log.debug("wrote %s (%d rows)", name, len(rows))
+
+        counts = _sum_counts(done.values(), label_names)
+        manifest["complete"] = True
+        manifest["label_counts"] = counts
+        write_json(out / MANIFEST, manifest)
+
+    seconds = time.perf_counter() - started
+    rate = labelled / seconds if labelled and seconds > 0 else 0.0
+    log.info("silver set complete: %d rows, %d labelled now (%.0f rows/s)", n, labelled, rate)
+    return LabelResult(
+        out=out,
+        rows=n,
+        shards=n_shards,
+        resumed_shards=resumed,
+        seconds=seconds,
+        rows_per_second=rate,
+        label_counts=counts,
+    )
+
+
+def read_silver(out: Path) -> tuple[TextSet, np.ndarray]:
+    """The finished silver set in source row order, and its teacher logits ``(n, k)`` float32.
+
+    The TextSet's labels are the teacher's hard labels (argmax). Every shard is checked
+    against its sha256, and every source row must appear exactly once.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise SlimbertError(
+            f"{out} is not a silver set (no {MANIFEST})", hint="create it with `slimbert label`"
+        )
+    done: dict[str, Any] = manifest["done"]
+    if not manifest.get("complete") or len(done) != manifest["shards"]:
+        raise SlimbertError(
+            f"{out} is an unfinished silver set ({len(done)} of {manifest['shards']} shards)",
+            hint="rerun `slimbert label` with the same options to finish it",
+        )
+    plan = manifest["plan"]
+    n = int(plan["rows"])
+    label_names = tuple(plan["label_names"])
+    k = len(label_names)
+
+    tables = []
+    for name in sorted(done):
+        path = out / name
+        if not path.is_file() or sha256_file(path) != done[name]["sha256"]:
+            raise SlimbertError(
+                f"silver shard {path} is missing or damaged (checksum mismatch)",
+                hint="rerun `slimbert label` with the same options: it relabels damaged shards",
+            )
+        tables.append(pq.read_table(path, columns=list(COLUMNS)))
+    table = pa.concat_tables(tables)
+
+    rows = table.column("row").to_numpy()
+    unique = np.unique(rows)
+    duplicated = len(rows) - len(unique)
+    missing = n - int(np.count_nonzero((unique >= 0) & (unique < n)))
+    if duplicated or missing or len(unique) != n:
+        raise SlimbertError(
+            f"silver set {out} has {duplicated} duplicated and {missing} missing row(s) of {n}",
+            hint="delete the folder and run `slimbert label` again",
+        )
+    table = table.take(pa.array(np.argsort(rows, kind="stable")))
+
+    label_ids = table.column("label_id").to_numpy().astype(np.int64)
+    logits = table.column("logits").combine_chunks().flatten().to_numpy()
+    if logits.size != n * k or label_ids.min() < 0 or label_ids.max() >= k:
+        raise SlimbertError(
+            f"silver set {out} does not match its {k} label names",
+            hint="delete the folder and run `slimbert label` again",
+        )
+    silver = TextSet(
+        texts=table.column("text").to_pylist(),
+        labels=label_ids.tolist(),
+        label_names=label_names,
+        ids=table.column("id").to_pylist(),
+        source=f"silver:{out}",
+    )
+    return silver, logits.astype(np.float32).reshape(n, k)
+
+
+def silver_is_complete(out: Path) -> bool:
+    """Whether ``out`` holds a finished silver set (cheap: file sizes, not checksums).
+
+    It does not tell whether the set was made from the current teacher and data; rerunning
+    :func:`label_corpus` checks that, and :func:`read_silver` verifies every checksum.
+    """
+    out = Path(out)
+    try:
+        manifest = _read_manifest(out)
+    except SlimbertError:
+        return False
+    if manifest is None or not manifest.get("complete"):
+        return False
+    done: dict[str, Any] = manifest["done"]
+    if len(done) != manifest["shards"]:
+        return False
+    for name, entry in done.items():
+        path = out / name
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            return False
+    return True
+
+
+# -- loading and planning ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Pool:
+    """The texts to label, with an id per row."""
+
+    texts: list[str]
+    ids: list[str]
+
+
+def _load_pool(options: LabelOptions) -> _Pool:
+    # label_column=None: a pool's own label column (if any) is neither read nor validated,
+    # the teacher labels every row.
+    pool = load_texts(
+        options.data,
+        text_column=options.text_column,
+        label_column=None,
+        id_column=options.id_column,
+        encoding=options.encoding,
+        require_labels=False,
+    )
+    texts, ids = list(pool.texts), list(pool.ids)
+    if options.limit is not None:
+        texts, ids = texts[: options.limit], ids[: options.limit]
+    if not texts:
+        raise DataError(
+            "no texts to label",
+            path=options.data,
+            hint="check the dataset spec and --text-column",
+        )
+    return _Pool(texts=texts, ids=ids)
+
+
+def _load_teacher(options: LabelOptions) -> Scorer:
+    # Imported here: it pulls in torch, which nothing else in this module needs.
+    from slimbert.models import load_scorer
+
+    if not options.teacher.exists():
+        raise ModelError(
+            f"teacher {options.teacher} does not exist",
+            hint="fine-tune one with `slimbert train`, or pass --teacher",
+        )
+    scorer: Scorer = load_scorer(options.teacher, options.backend, max_length=options.max_length)
+    return scorer
+
+
+def _token_lengths(scorer: Scorer, texts: Sequence[str]) -> list[int]:
+    lengths: list[int] = []
+    for start in range(0, len(texts), _LENGTH_CHUNK):
+        lengths.extend(int(x) for x in scorer.token_lengths(texts[start : start + _LENGTH_CHUNK]))
+    if len(lengths) != len(texts):
+        raise ModelError(f"the teacher gave {len(lengths)} token lengths for {len(texts)} texts")
+    return lengths
+
+
+def _plan(options: LabelOptions, pool: _Pool) -> dict[str, Any]:
+    """What decides the content of the shards; a resumed run must match it.
+
+    ``label_names`` and ``order_sha256`` (known once the teacher is loaded) are added by the
+    caller.
+    """
+    return {
+        "source": options.data,
+        "rows": len(pool.texts),
+        "texts_sha256": _digest_strings(pool.texts),
+        "ids_sha256": _digest_strings(pool.ids),
+        "teacher": str(options.teacher.resolve()),
+        "teacher_fingerprint": teacher_fingerprint(options.teacher),
+        "backend": options.backend,
+        "max_length": options.max_length,
+        "shard_size": options.shard_size,
+    }
+
+
+def teacher_fingerprint(teacher: Path) -> str:
+    """A cheap identity of a teacher folder or file: small files hashed, weights stat'ed."""
+    if not teacher.exists():
+        return "missing"
+    if teacher.is_file():
+        files = [(teacher.name, teacher)]
+    else:
+        files = sorted(
+            (p.relative_to(teacher).as_posix(), p)
+            for p in teacher.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(teacher).parts)
+        )
+    digest = hashlib.sha256()
+    for rel, path in files:
+        stat = path.stat()
+        if stat.st_size <= _HASHED_FILE_LIMIT:
+            what = sha256_file(path)
+        else:
+            what = f"{stat.st_size}:{stat.st_mtime_ns}"
+        digest.update(f"{rel}\0{what}\n".encode())
+    return digest.hexdigest()
+
+
+def _digest_strings(items: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        data = item.encode("utf-8", "surrogatepass")
+        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] differ.
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+# -- the output folder ------------------------------------------------------------------------
+def _is_temporary(path: Path) -> bool:
+    # atomic_path names its temporaries ".<final name>.<random>.tmp".
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _refuse_foreign_folder(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise SlimbertError(f"{out} exists and is not a folder", hint="pass a new --out")
+    if (out / MANIFEST).exists():
+        return
+    foreign = [p.name for p in out.iterdir() if p.name != _LOCK and not _is_temporary(p)]
+    if foreign:
+        raise SlimbertError(
+            f"{out} exists and is not a silver set (no {MANIFEST}; holds {foreign[0]!r})",
+            hint="pass a new --out, or empty the folder",
+        )
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``out`` so two runs never write (or clean) the same folder."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock; one run per folder is on the user
+        yield
+        return
+    with open(out / _LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise SlimbertError(
+                f"another labelling run is writing to {out}",
+                hint="wait for it to finish, or pass a new --out",
+            ) from exc
+        # The kernel drops the lock when the file is closed, SIGKILL included.
+        yield
+
+
+def _remove_stray_temporaries(out: Path) -> None:
+    for path in out.iterdir():
+        if _is_temporary(path) and path.is_file():
+            log.info("removing %s left by an interrupted run", path.name)
+            path.unlink(missing_ok=True)
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise SlimbertError(
+            f"cannot read {path}: {exc}", hint="delete the folder and run `slimbert label` again"
+        ) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SlimbertError(
+            f"{path} is not a {FORMAT} manifest",
+            hint="pass a new --out, or delete the folder to label again",
+        )
+    return manifest
+
+
+def _start_manifest(
+    out: Path, plan: dict[str, Any], n_shards: int, options: LabelOptions
+) -> dict[str, Any]:
+    """Create the manifest, or reopen a matching one keeping only its intact shards."""
+    manifest = _read_manifest(out)
+    if manifest is None:
+        manifest = {"format": FORMAT, "plan": plan, "shards": n_shards, "done": {}}
+    else:
+        _refuse_other_plan(out, manifest["plan"], plan)
+        manifest["done"] = {
+            name: entry
+            for name, entry in manifest["done"].items()
+            if _shard_is_intact(out, name, entry, plan, n_shards)
+        }
+    manifest["complete"] = False
+    manifest.pop("label_counts", None)
+    # Informational: the options of the latest run (batch_size may change between resumes).
+    manifest["options"] = options.to_dict()
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _refuse_other_plan(
+    out: Path, old: dict[str, Any], new: dict[str, Any], *, only_new_keys: bool = False
+) -> None:
+    keys = new.keys() if only_new_keys else new.keys() | old.keys()
+    changed = sorted({_PLAN_WORDS.get(key, key) for key in keys if new.get(key) != old.get(key)})
+    if changed:
+        raise SlimbertError(
+            f"{out} holds a different labelling (it differs in: {', '.join(changed)})",
+            hint="pass a new --out, or delete the folder to label again",
+        )
+
+
+def _shard_is_intact(
+    out: Path, name: str, entry: dict[str, Any], plan: dict[str, Any], n_shards: int
+) -> bool:
+    index = int(entry.get("index", -1))
+    expected = min(plan["shard_size"], plan["rows"] - index * plan["shard_size"])
+    path = out / name
+    problem = None
+    if name != shard_name(index) or not 0 <= index < n_shards or entry.get("rows") != expected:
+        problem = "does not fit the plan"
+    elif not path.is_file():
+        problem = "is missing"
+    elif path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
+        problem = "is damaged (checksum mismatch)"
+    if problem is None:
+        return True
+    # Friendlier than refusing: the shard is simply labelled again.
+    log.warning("silver shard %s %s; labelling it again", path, problem)
+    return False
+
+
+# -- labelling one shard ----------------------------------------------------------------------
+def _label_shard(
+    scorer: Scorer,
+    pool: _Pool,
+    rows: np.ndarray,
+    label_names: tuple[str, ...],
+    batch_size: int,
+    path: Path,
+    on_batch: Callable[[int], None],
+) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    k = len(label_names)
+    texts = [pool.texts[i] for i in rows]
+    logits = np.empty((len(texts), k), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        logits[start : start + len(batch)] = _checked_logits(scorer.logits(batch), len(batch), k)
+        on_batch(len(batch))
+    probs = softmax(logits)
+    label_ids = logits.argmax(axis=1).astype(np.int32)
+    offsets = pa.array(np.arange(0, (len(texts) + 1) * k, k, dtype=np.int32))
+    table = pa.table(
+        {
+            "row": pa.array(rows.astype(np.int64)),
+            "id": pa.array([pool.ids[i] for i in rows], pa.string()),
+            "text": pa.array(texts, pa.string()),
+            "label": pa.array([label_names[i] for i in label_ids], pa.string()),
+            "label_id": pa.array(label_ids),
+            "probs": pa.ListArray.from_arrays(offsets, pa.array(probs.ravel())),
+            "logits": pa.ListArray.from_arrays(offsets, pa.array(logits.ravel())),
+        }
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    counts = np.bincount(label_ids, minlength=k)
+    return {
+        "rows": len(texts),
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "label_counts": {name: int(c) for name, c in zip(label_names, counts, strict=True)},
+    }
+
+
+def _checked_logits(logits: Any, n: int, k: int) -> np.ndarray:
+    array = np.asarray(logits, dtype=np.float32)
+    if array.shape != (n, k):
+        raise ModelError(f"the teacher returned logits of shape {array.shape}, expected {(n, k)}")
+    if not np.isfinite(array).all():
+        # NaN/inf would silently poison distillation; better to stop at the first bad batch.
+        raise ModelError("the teacher returned non-finite logits", hint="check the teacher model")
+    return array
+
+
+def _sum_counts(entries: Any, label_names: tuple[str, ...]) -> dict[str, int]:
+    counts = dict.fromkeys(label_names, 0)
+    for entry in entries:
+        for name, count in entry["label_counts"].items():
+            counts[name] = counts.get(name, 0) + int(count)
+    return counts

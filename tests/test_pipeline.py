@@ -1,0 +1,161 @@
+"""End to end on a tiny random model: train → label → distill → eval, and the pipeline file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from slimbert.errors import ConfigError  # noqa: E402
+from slimbert.pipeline import is_current, read_pipeline, run_pipeline  # noqa: E402
+
+FAST = {"epochs": 2, "patience": 2, "batch_size": 32, "lr": 1e-3, "max_length": 32}
+
+
+def _pipeline(tmp: Path, model: Path, data: dict[str, Path], distill_loss: str = "hard") -> Path:
+    text = f"""
+vars:
+  work: {tmp}/run
+steps:
+  - name: teacher
+    stage: train
+    model: {model}
+    train: {data["train"]}
+    validation: {data["validation"]}
+    out: ${{work}}/teacher
+    epochs: 3
+    patience: 3
+    batch_size: 32
+    lr: 0.001
+    max_length: 32
+  - name: silver
+    stage: label
+    teacher: ${{work}}/teacher
+    data: {data["pool"]}
+    out: ${{work}}/silver
+    batch_size: 64
+    shard_size: 128
+  - name: student
+    stage: distill
+    silver: ${{work}}/silver
+    student: {model}
+    student_layers: [0, 3]
+    validation: {data["validation"]}
+    out: ${{work}}/student
+    loss: {distill_loss}
+    epochs: 2
+    batch_size: 32
+    lr: 0.001
+    max_length: 32
+  - name: eval
+    stage: eval
+    models: ["${{work}}/teacher", "${{work}}/student"]
+    data: {data["test"]}
+    out: ${{work}}/eval.json
+    latency_samples: 5
+profiles:
+  quick:
+    steps:
+      teacher: {{epochs: 1}}
+"""
+    path = tmp / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_pipeline_runs_end_to_end_then_skips_current_steps(
+    tmp_path: Path, tiny_model: Path, tiny_data: dict[str, Path]
+) -> None:
+    steps = read_pipeline(_pipeline(tmp_path, tiny_model, tiny_data))
+    summary = run_pipeline(steps)
+    assert [s["status"] for s in summary] == ["ran"] * 4
+    teacher = summary[0]["result"]
+    # The cue words make the task easy: the tiny teacher must beat chance clearly.
+    assert teacher["validation"]["macro_f1"] > 0.5
+    evaluation = summary[3]["result"]
+    assert [m["model"] for m in evaluation["models"]] == [
+        f"{tmp_path}/run/teacher",
+        f"{tmp_path}/run/student",
+    ]
+    student = evaluation["models"][1]
+    assert student["parameters"] < evaluation["models"][0]["parameters"]
+    assert set(student["per_class"]) == {"negative", "neutral", "positive"}
+    assert (tmp_path / "run" / "eval.json").is_file() and (tmp_path / "run" / "eval.md").is_file()
+
+    # Everything is current now: a second run skips every step.
+    again = run_pipeline(read_pipeline(_pipeline(tmp_path, tiny_model, tiny_data)))
+    assert [s["status"] for s in again] == ["skipped"] * 4
+
+    # Changing the student's loss makes the student and eval stale, not the teacher.
+    changed = read_pipeline(_pipeline(tmp_path, tiny_model, tiny_data, distill_loss="soft"))
+    assert [is_current(s) for s in changed] == [True, True, False, False]
+
+
+def test_profile_overrides_and_bad_pipelines(tmp_path: Path, tiny_model: Path, tiny_data) -> None:
+    path = _pipeline(tmp_path, tiny_model, tiny_data)
+    steps = read_pipeline(path, profile="quick")
+    assert steps[0].options.epochs == 1  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="no profile"):
+        read_pipeline(path, profile="slow")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - stage: train\n    epoch: 3\n")
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        read_pipeline(bad)
+    bad.write_text("steps:\n  - stage: teach\n")
+    with pytest.raises(ConfigError, match="unknown stage 'teach'"):
+        read_pipeline(bad)
+    with pytest.raises(ConfigError, match="neither a file nor a built-in"):
+        read_pipeline(tmp_path / "missing.yaml")
+
+
+def test_builtin_sentiment_pipeline_parses_with_both_profiles() -> None:
+    steps = read_pipeline("sentiment")
+    assert [s.stage for s in steps] == ["train", "label", "distill", "eval"]
+    assert steps[2].options.student_layers == (0, 5)  # type: ignore[attr-defined]
+    quick = read_pipeline("sentiment", profile="quick")
+    assert str(quick[0].options.train).startswith("tweets3-quick:")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("loss", ["soft", "mix"])
+def test_distill_with_soft_targets_and_gold_mix(
+    tmp_path: Path, tiny_model: Path, tiny_data: dict[str, Path], loss: str
+) -> None:
+    from slimbert.distill import DistillOptions, distill
+    from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.label import LabelOptions, label_corpus
+
+    train_classifier(
+        TrainOptions(
+            model=str(tiny_model),
+            train=str(tiny_data["train"]),
+            validation=str(tiny_data["validation"]),
+            out=tmp_path / "t",
+            **FAST,
+        )
+    )
+    label_corpus(
+        LabelOptions(
+            teacher=tmp_path / "t",
+            data=str(tiny_data["pool"]),
+            out=tmp_path / "s",
+            batch_size=64,
+            shard_size=128,
+        )
+    )
+    report = distill(
+        DistillOptions(
+            silver=tmp_path / "s",
+            student=str(tiny_model),
+            student_layers=(0,),
+            validation=str(tiny_data["validation"]),
+            gold=str(tiny_data["train"]),
+            out=tmp_path / "st",
+            loss=loss,
+            **FAST,
+        )  # type: ignore[arg-type]
+    )
+    assert report["gold_rows"] == 240 and report["silver_rows"] == 400
+    assert report["parameters"] > 0 and len(report["history"]) >= 1
+    assert (tmp_path / "st" / "train_report.json").is_file()
