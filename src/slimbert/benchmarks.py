@@ -100,7 +100,8 @@ def run_sampler_bench(options: SamplerBenchOptions, reporter: Any = None) -> dic
             epochs=options.epochs,
             patience=options.epochs,  # no early stop: every variant trains as long
             seed=options.seed,
-            **switches,
+            balance=switches["balance"],
+            bucket=switches["bucket"],
         )
         with tempfile.TemporaryDirectory() as tmp:
             result = fit(clf, train, validation, settings, Path(tmp) / "m", reporter=reporter)

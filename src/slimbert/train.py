@@ -102,7 +102,8 @@ def evaluate(clf: TorchClassifier, data: TextSet, batch_size: int = 256) -> dict
 
 
 def _optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
@@ -181,7 +182,7 @@ def fit(
                     alpha=settings.alpha,
                 ) * (len(chunk) / len(batch_idx))
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(clf.module.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
