@@ -237,6 +237,12 @@ class _TrainReporter:
     def epoch_done(self, record: dict[str, Any]) -> None:
         f1 = record["val_macro_f1"]
         self.progress.update(self.task, description=self._desc(f"val macro-F1 {f1:.4f}"))
+        # A line per epoch too, so a log of a non-interactive run shows the curve.
+        self.progress.console.print(
+            f"{self.title} epoch {record['epoch']}: train {record['train_seconds']:.0f} s, "
+            f"loss {record['train_loss']:.4f}, val macro-F1 {f1:.4f}",
+            highlight=False,
+        )
 
     def _desc(self, tail: str) -> str:
         return f"{self.title} epoch {self.epoch}: {tail}"
