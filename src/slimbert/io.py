@@ -23,6 +23,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; artefacts should get the usual permissions (umask).
+    tmp_path.chmod(0o666 & ~current_umask())
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
@@ -43,6 +45,20 @@ def atomic_open(
         with open(tmp, mode, **kwargs) as fh:
             yield fh
             fh.flush()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(target: Path) -> Path:
+    """A temporary folder beside ``target`` (same file system, so renaming is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+    return tmp
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from slimbert.errors import ConfigError, ModelError
-from slimbert.io import read_json, write_json
+from slimbert.io import make_temp_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +219,7 @@ class TorchClassifier:
     def save(self, out: str | Path) -> Path:
         """Write the model atomically: into a temporary folder, renamed over ``out``."""
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = make_temp_dir(out)
         try:
             if isinstance(self.module, GRUHead):
                 from safetensors.torch import save_file
