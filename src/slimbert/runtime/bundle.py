@@ -1,0 +1,369 @@
+"""Load an exported bundle (docs/bundle.md) and score texts with onnxruntime, tokenizers, numpy.
+
+Everything that can be done once happens in :func:`load_bundle`: the manifest is checked, every
+file's size and sha256 verified, the tokenizer configured and the session created. A call then
+tokenizes its texts, sorts them by length into chunks of ``batch_size`` (so a chunk pads to
+lengths close to its own), runs each chunk padded to its longest member and returns the rows in
+input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from slimbert.errors import ModelError
+from slimbert.runtime.session import create_session, resolve_threads
+
+log = logging.getLogger(__name__)
+
+FORMAT = "slimbert-bundle/1"
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+TASKS = ("classification", "embedding")
+FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+DEFAULT_OUTPUT = {"classification": "logits", "embedding": "embeddings"}
+DEFAULT_BATCH_SIZE = 32
+REEXPORT_HINT = "re-export the bundle with `slimbert export` (or copy the whole folder again)"
+
+
+class BundleError(ModelError):
+    """A bundle that cannot be loaded or used: bad manifest, missing or changed file, wrong task."""
+
+
+def _fail(message: str, hint: str | None = REEXPORT_HINT) -> BundleError:
+    return BundleError(message, hint=hint)
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The checked ``manifest.json`` of the bundle folder ``root``."""
+    if not root.is_dir():
+        raise _fail(f"bundle folder {root} does not exist", hint="pass the folder `export` wrote")
+    path = root / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _fail(f"{path} is missing: {root} is not a slimbert bundle") from None
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise _fail(f"{path} must hold a JSON object, not {type(manifest).__name__}")
+    fmt = manifest.get("format")
+    if fmt != FORMAT:
+        raise _fail(
+            f"{path} has format {fmt!r}; this runtime reads {FORMAT!r}",
+            hint="export the bundle with the same slimbert version that serves it",
+        )
+    _check_fields(manifest, path)
+    return manifest
+
+
+def _check_fields(manifest: dict[str, Any], path: Path) -> None:
+    task = manifest.get("task")
+    if task not in TASKS:
+        raise _fail(f"{path}: task must be one of {list(TASKS)}, got {task!r}")
+    model_file = manifest.get("model_file")
+    if not isinstance(model_file, str) or not model_file:
+        raise _fail(f"{path}: model_file must name the .onnx file, got {model_file!r}")
+    max_length = manifest.get("max_length")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise _fail(f"{path}: max_length must be a positive integer, got {max_length!r}")
+    if task == "classification":
+        labels = manifest.get("labels")
+        if (
+            not isinstance(labels, list)
+            or not labels
+            or not all(isinstance(x, str) and x for x in labels)
+            or len(set(labels)) != len(labels)
+        ):
+            raise _fail(f"{path}: labels must be distinct non-empty names, got {labels!r}")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise _fail(f"{path}: files must map each file name to its sha256 and bytes")
+    for name, entry in files.items():
+        rel = PurePosixPath(name)
+        # A manifest is data from outside: never let it point the runtime outside the bundle.
+        if not name or rel.is_absolute() or ".." in rel.parts:
+            raise _fail(f"{path}: file name {name!r} is not a path inside the bundle")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or isinstance(entry.get("bytes"), bool)
+            or not isinstance(entry.get("bytes"), int)
+        ):
+            raise _fail(f"{path}: files[{name!r}] must be {{'sha256': str, 'bytes': int}}")
+
+
+def verify_files(root: Path, manifest: dict[str, Any]) -> None:
+    """Check every file the manifest lists: present, of the recorded size and sha256."""
+    files: dict[str, dict[str, Any]] = manifest["files"]
+    for needed in (manifest["model_file"], TOKENIZER_FILE):
+        if needed not in files:
+            raise _fail(f"{root / MANIFEST_FILE} does not list {needed} in files")
+    for name, entry in files.items():
+        path = root / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise _fail(f"bundle file {name} is missing from {root}") from None
+        # The size check is free and catches truncated copies before hashing the whole file.
+        if size != entry["bytes"]:
+            raise _fail(
+                f"bundle file {name} has {size} bytes, the manifest says {entry['bytes']}: "
+                f"it was changed or truncated (bundle {root})"
+            )
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if digest != entry["sha256"].lower():
+            raise _fail(
+                f"bundle file {name} does not match its sha256 in the manifest "
+                f"({digest[:12]}… instead of {entry['sha256'][:12]}…): it was changed "
+                f"(bundle {root})"
+            )
+
+
+def load_tokenizer(path: Path, max_length: int) -> tuple[Tokenizer, int]:
+    """The tokenizer with padding off and truncation at ``max_length``, and its pad token id.
+
+    Both are set here whatever the file says: a tokenizer.json copied from a model folder often
+    pads every input to a fixed length, which would multiply the latency of short texts.
+    """
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
+        raise _fail(f"cannot read the tokenizer {path}: {exc}") from None
+    padding = tokenizer.padding
+    pad_id = padding.get("pad_id") if padding else None
+    if pad_id is None:
+        candidates = (tokenizer.token_to_id(t) for t in ("[PAD]", "<pad>", "<PAD>"))
+        pad_id = next((i for i in candidates if i is not None), 0)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length, stride=0, strategy="longest_first", direction="right")
+    return tokenizer, int(pad_id)
+
+
+class Bundle:
+    """An exported model ready to score texts; implements ``slimbert.scoring.Scorer``.
+
+    Safe to share between threads: after loading nothing is mutated.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        tokenizer: Tokenizer,
+        session: Any,
+        *,
+        pad_id: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise BundleError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.path = root
+        self.manifest = manifest
+        self.task: str = manifest["task"]
+        self.max_length: int = manifest["max_length"]
+        self.batch_size = batch_size
+        self.label_names: tuple[str, ...] = (
+            tuple(manifest["labels"]) if self.task == "classification" else ()
+        )
+        variant = manifest.get("variant") or Path(manifest["model_file"]).stem
+        self.model_id = f"{manifest.get('source_model') or root.name}:{variant}"
+        self._tokenizer = tokenizer
+        self._session = session
+        self._pad_id = pad_id
+        self.inputs: tuple[str, ...] = self._check_inputs()
+        self._output, self.dim = self._check_output()
+
+    def _check_inputs(self) -> tuple[str, ...]:
+        declared = tuple(i.name for i in self._session.get_inputs())
+        unknown = [name for name in declared if name not in FEEDABLE_INPUTS]
+        if unknown or "input_ids" not in declared:
+            raise _fail(
+                f"{self.manifest['model_file']} declares inputs {list(declared)}; the runtime "
+                f"feeds input_ids (required), attention_mask and token_type_ids only"
+            )
+        listed = self.manifest.get("inputs")
+        if listed is not None and list(listed) != list(declared):
+            # The graph is what runs, so it decides; the manifest is only documentation here.
+            log.warning("manifest lists inputs %s but the graph declares %s", listed, declared)
+        return declared
+
+    def _check_output(self) -> tuple[str, int | None]:
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        listed = self.manifest.get("outputs") or [DEFAULT_OUTPUT[self.task]]
+        name = listed[0]
+        if name not in outputs:
+            raise _fail(
+                f"{self.manifest['model_file']} has no output {name!r} (it has {list(outputs)})"
+            )
+        shape = outputs[name].shape
+        width = shape[-1] if shape and isinstance(shape[-1], int) else None
+        if self.task == "classification":
+            if width is not None and width != len(self.label_names):
+                raise _fail(
+                    f"{self.manifest['model_file']} outputs {width} logits but the manifest "
+                    f"names {len(self.label_names)} labels"
+                )
+            return name, None
+        dim = self.manifest.get("dim")
+        return name, dim if isinstance(dim, int) and dim > 0 else width
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, task={self.task!r}, model_id={self.model_id!r})"
+
+    # -- public scoring API -------------------------------------------------------------------
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text becomes (special tokens included, after truncation)."""
+        return [len(e.ids) for e in self._encode(texts)]
+
+    def logits(
+        self, texts: Sequence[str], *, timings: dict[str, float] | None = None
+    ) -> np.ndarray:
+        """Float32 logits of shape ``(len(texts), len(label_names))``, rows in input order."""
+        self._require("classification", "logits")
+        return self._run(texts, timings)
+
+    def predict(
+        self, texts: Sequence[str], *, timings: dict[str, float] | None = None
+    ) -> list[dict[str, Any]]:
+        """One ``{"label", "probabilities": {label: p}}`` per text, in input order.
+
+        ``timings``, when given, receives ``tokenize`` and ``inference`` milliseconds.
+        """
+        self._require("classification", "predict")
+        probabilities = softmax(self._run(texts, timings))
+        labels = self.label_names
+        return [
+            {
+                "label": labels[int(row.argmax())],
+                "probabilities": dict(zip(labels, row.tolist(), strict=True)),
+            }
+            for row in probabilities
+        ]
+
+    def embed(self, texts: Sequence[str], *, timings: dict[str, float] | None = None) -> np.ndarray:
+        """Float32 vectors of shape ``(len(texts), dim)``, pooled (and normalised) by the graph."""
+        self._require("embedding", "embed")
+        return self._run(texts, timings)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _require(self, task: str, method: str) -> None:
+        if self.task != task:
+            other = "embed()" if self.task == "embedding" else "predict() or logits()"
+            raise BundleError(
+                f"{method}() needs a bundle of task {task!r}, but {self.path} has task "
+                f"{self.task!r}",
+                hint=f"use {other} with this bundle",
+            )
+
+    def _encode(self, texts: Sequence[str]) -> list[Encoding]:
+        # A bare string is a Sequence[str] too; scoring its characters one by one is never meant.
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        return self._tokenizer.encode_batch(list(texts)) if texts else []
+
+    def _feeds(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
+        width = max(1, max(len(e.ids) for e in encodings))
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {name: arrays[name] for name in self.inputs}
+
+    def _run(self, texts: Sequence[str], timings: dict[str, float] | None) -> np.ndarray:
+        started = time.perf_counter()
+        encodings = self._encode(texts)
+        n = len(encodings)
+        width = len(self.label_names) if self.task == "classification" else self.dim
+        # An embedding graph with a dynamic output width tells its dim only when it first runs.
+        out = np.zeros((n, width), dtype=np.float32) if width is not None else None
+        # Sorting by length makes each chunk's padding small; the rows go back by index.
+        order = sorted(range(n), key=lambda i: len(encodings[i].ids))
+        tokenize_s = time.perf_counter() - started
+        inference_s = 0.0
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            t0 = time.perf_counter()
+            feeds = self._feeds([encodings[i] for i in index])
+            t1 = time.perf_counter()
+            (result,) = self._session.run([self._output], feeds)
+            inference_s += time.perf_counter() - t1
+            tokenize_s += t1 - t0
+            columns = out.shape[1] if out is not None else result.shape[-1]
+            if result.shape != (len(index), columns):
+                raise BundleError(
+                    f"{self.manifest['model_file']} returned shape {result.shape} for a batch of "
+                    f"{len(index)} texts; expected ({len(index)}, {columns})",
+                    hint=REEXPORT_HINT,
+                )
+            if out is None:
+                out = np.zeros((n, columns), dtype=np.float32)
+            out[index] = result
+        if timings is not None:
+            timings["tokenize"] = timings.get("tokenize", 0.0) + tokenize_s * 1000
+            timings["inference"] = timings.get("inference", 0.0) + inference_s * 1000
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits (the row maximum is subtracted first)."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def load_bundle(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    verify: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Bundle:
+    """Load the bundle folder ``path``: manifest, integrity check, tokenizer and ONNX session.
+
+    ``threads`` defaults to ``SLIMBERT_THREADS`` or the CPUs this process may use;
+    ``verify=False`` skips the size and sha256 checks (the files must still exist).
+    """
+    started = time.perf_counter()
+    root = Path(path).expanduser()
+    manifest = read_manifest(root)
+    if verify:
+        verify_files(root, manifest)
+    model_path = root / manifest["model_file"]
+    for needed in (model_path, root / TOKENIZER_FILE):
+        if not needed.is_file():
+            raise _fail(f"bundle file {needed.name} is missing from {root}")
+    tokenizer, pad_id = load_tokenizer(root / TOKENIZER_FILE, manifest["max_length"])
+    n_threads = resolve_threads(threads)
+    try:
+        session = create_session(model_path, n_threads)
+    except Exception as exc:  # onnxruntime raises its own exception types, not importable stably
+        raise _fail(f"onnxruntime cannot load {model_path}: {exc}") from None
+    bundle = Bundle(root, manifest, tokenizer, session, pad_id=pad_id, batch_size=batch_size)
+    log.info(
+        "loaded bundle %s (%s, %s) with %d threads in %.0f ms",
+        root,
+        bundle.model_id,
+        bundle.task,
+        n_threads,
+        (time.perf_counter() - started) * 1000,
+    )
+    return bundle

@@ -1,0 +1,387 @@
+"""The serverless function: one bundle, loaded once per process, answering JSON requests.
+
+Entry points:
+
+* ``lambda_handler(event, context)`` for AWS Lambda: a direct invoke (``{"texts": [...]}`` or
+  ``{"text": "..."}`` as the event), API Gateway REST (v1 proxy), HTTP API (v2) and function
+  URL events. HTTP events get ``{"statusCode", "headers", "body"}``; a direct invoke gets the
+  JSON object itself, with ``statusCode`` added when it is an error.
+* ``gcp_handler(request)`` for Google Cloud Functions (functions-framework): returns
+  ``(body, status, headers)``.
+
+``POST`` scores texts; ``GET`` is a health check (200 with the model's description, or 500 when
+the model failed to load); any other method is 405.
+
+Environment: ``SLIMBERT_BUNDLE`` (default: ``bundle/`` beside the ``slimbert`` package, i.e.
+``/var/task/bundle`` in a Lambda zip), ``SLIMBERT_MAX_TEXTS`` (64), ``SLIMBERT_MAX_CHARS``
+(5000), ``SLIMBERT_MAX_BODY_BYTES`` (262144), ``SLIMBERT_THREADS``, ``SLIMBERT_LOG_LEVEL``
+(INFO).
+
+The bundle loads at import so its cost falls in the platform's init phase, not in the first
+request. A failed load is logged and every request then gets a 500 saying so: the process
+stays up, so the cause is in the logs rather than in a crash loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimbert.errors import ConfigError, SlimbertError
+from slimbert.runtime.bundle import Bundle, load_bundle
+
+log = logging.getLogger(__name__)
+
+BUNDLE_ENV = "SLIMBERT_BUNDLE"
+# handler.py sits at <root>/slimbert/runtime/handler.py; the zip puts the bundle at <root>/bundle.
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
+JSON_HEADERS = {"content-type": "application/json"}
+ALLOWED_METHODS = "GET, POST"
+DECIMALS = 6  # enough for probabilities and cosine similarities; halves the response size
+MODEL_FAILED = "the model failed to load when the function started; see the function's logs"
+INTERNAL_ERROR = "internal error while scoring the texts; quote the request_id when reporting it"
+USAGE = 'send a JSON object such as {"texts": ["first text", "second text"]}'
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry; read from the environment once, at load."""
+
+    max_texts: int = 64
+    max_chars: int = 5000
+    max_body_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        values: dict[str, int] = {}
+        for name, env in (
+            ("max_texts", "SLIMBERT_MAX_TEXTS"),
+            ("max_chars", "SLIMBERT_MAX_CHARS"),
+            ("max_body_bytes", "SLIMBERT_MAX_BODY_BYTES"),
+        ):
+            raw = os.environ.get(env, "").strip()
+            if not raw:
+                continue
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                values[name] = 0
+            if values[name] < 1:
+                raise ConfigError(f"{env} must be a positive integer, got {raw!r}")
+        return cls(**values)
+
+
+class RequestError(Exception):
+    """A request the function refuses: its status and a message for the caller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_NO_PAYLOAD: Any = object()
+
+
+@dataclass
+class Request:
+    """What every platform hands to :func:`respond`: the method and either a raw body or JSON."""
+
+    platform: str
+    request_id: str
+    method: str = "POST"
+    body: str | bytes | None = None
+    base64: bool = False
+    payload: Any = _NO_PAYLOAD  # a direct invoke's event, already parsed by Lambda
+    read_body: Callable[[], bytes] | None = None  # read only once the size is known to fit
+    declared_length: int | None = None  # Content-Length, checked before the body is read
+
+
+BUNDLE: Bundle | None = None
+LIMITS = Limits()
+
+
+def reload(path: str | Path | None = None) -> Bundle | None:
+    """(Re)load the bundle and limits; on failure log why and leave the function answering 500."""
+    global BUNDLE, LIMITS
+    source = Path(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
+    try:
+        limits = Limits.from_env()
+        bundle = load_bundle(source)
+    except Exception as exc:
+        # A SlimbertError already says what to do; anything else needs its traceback.
+        log.error(
+            "the model failed to load from %s: %s",
+            source,
+            exc,
+            exc_info=not isinstance(exc, SlimbertError),
+        )
+        BUNDLE = None
+        return None
+    BUNDLE, LIMITS = bundle, limits
+    return bundle
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number" if isinstance(value, int | float) else "value")
+
+
+def parse_payload(request: Request, limits: Limits) -> Any:
+    """The request's JSON value, after the size, base64 and JSON checks."""
+    limit = limits.max_body_bytes
+    too_big = "the request body has {} bytes; the limit is {} (SLIMBERT_MAX_BODY_BYTES)"
+    if request.payload is not _NO_PAYLOAD:
+        size = len(json.dumps(request.payload, separators=(",", ":")).encode("utf-8"))
+        if size > limit:
+            raise RequestError(400, too_big.format(size, limit))
+        return request.payload
+    if request.declared_length is not None and request.declared_length > limit:
+        raise RequestError(400, too_big.format(request.declared_length, limit))
+    body = request.read_body() if request.read_body is not None else request.body
+    if not body:
+        raise RequestError(400, f"the request body is empty; {USAGE}")
+    if request.base64:
+        # Refuse before decoding: base64 is 4/3 of the payload, so this bounds the work.
+        if len(body) > (limit + 2) // 3 * 4 + 4:
+            raise RequestError(400, too_big.format(len(body) * 3 // 4, limit))
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(
+                400, "the body is marked isBase64Encoded but is not valid base64"
+            ) from None
+    elif isinstance(body, str):
+        try:
+            raw = body.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates can arrive through an event's JSON
+            raise RequestError(400, "the request body is not valid UTF-8") from None
+    else:
+        raw = body
+    if len(raw) > limit:
+        raise RequestError(400, too_big.format(len(raw), limit))
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise RequestError(400, f"the request body is not valid JSON ({exc}); {USAGE}") from None
+    except RecursionError:
+        raise RequestError(400, "the request body is JSON nested too deeply") from None
+
+
+def parse_texts(payload: Any, limits: Limits) -> list[str]:
+    """The texts of a request object, or a :class:`RequestError` naming what is wrong."""
+    if not isinstance(payload, dict):
+        raise RequestError(
+            400, f"the JSON body must be an object, not {_json_type(payload)}; {USAGE}"
+        )
+    if "texts" in payload and "text" in payload:
+        raise RequestError(400, 'give either "texts" (a list) or "text" (one string), not both')
+    if "text" in payload:
+        text = payload["text"]
+        if not isinstance(text, str):
+            raise RequestError(400, f'"text" must be a string, not {_json_type(text)}')
+        if len(text) > limits.max_chars:
+            raise RequestError(
+                400,
+                f'"text" has {len(text)} characters; the limit is {limits.max_chars} '
+                "(SLIMBERT_MAX_CHARS)",
+            )
+        return [text]
+    if "texts" not in payload:
+        raise RequestError(400, f'missing "texts" (a list of strings) or "text"; {USAGE}')
+    texts = payload["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(400, f'"texts" must be a list of strings, not {_json_type(texts)}')
+    if not texts:
+        raise RequestError(400, '"texts" is empty; send at least one text')
+    if len(texts) > limits.max_texts:
+        raise RequestError(
+            400,
+            f'"texts" has {len(texts)} items; the limit is {limits.max_texts} '
+            "(SLIMBERT_MAX_TEXTS): split the request",
+        )
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise RequestError(400, f"texts[{i}] must be a string, not {_json_type(text)}")
+        if len(text) > limits.max_chars:
+            raise RequestError(
+                400,
+                f"texts[{i}] has {len(text)} characters; the limit is {limits.max_chars} "
+                "(SLIMBERT_MAX_CHARS)",
+            )
+    return texts
+
+
+def _rounded(values: np.ndarray) -> Any:
+    # float64 before rounding: a rounded float32 prints as 0.12345699965953827 in JSON.
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the model returned NaN or infinite outputs")
+    return np.round(values, DECIMALS).tolist()
+
+
+def _score(bundle: Bundle, texts: list[str]) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    data: dict[str, Any] = {"model": bundle.model_id}
+    if bundle.task == "classification":
+        predictions = bundle.predict(texts, timings=timings)
+        labels = bundle.label_names
+        probabilities = _rounded(
+            np.array([[p["probabilities"][name] for name in labels] for p in predictions])
+        )
+        data["predictions"] = [
+            {"label": p["label"], "probabilities": dict(zip(labels, row, strict=True))}
+            for p, row in zip(predictions, probabilities, strict=True)
+        ]
+    else:
+        data["embeddings"] = _rounded(bundle.embed(texts, timings=timings))
+    data["timing_ms"] = {
+        "tokenize": round(timings.get("tokenize", 0.0), 3),
+        "inference": round(timings.get("inference", 0.0), 3),
+    }
+    return data
+
+
+def _health(bundle: Bundle, limits: Limits) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": "ok", "model": bundle.model_id, "task": bundle.task}
+    if bundle.task == "classification":
+        data["labels"] = list(bundle.label_names)
+    else:
+        data["dim"] = bundle.dim
+    data["max_length"] = bundle.max_length
+    data["limits"] = {
+        "max_texts": limits.max_texts,
+        "max_chars": limits.max_chars,
+        "max_body_bytes": limits.max_body_bytes,
+    }
+    return data
+
+
+def respond(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Validate and answer one request, on any platform: ``(status, json_object, headers)``.
+
+    Never raises: a bad request is a 400 naming the problem, anything unexpected a 500 whose
+    details stay in the log.
+    """
+    started = time.perf_counter()
+    bundle, limits = BUNDLE, LIMITS  # one consistent view even if reload() runs meanwhile
+    headers = dict(JSON_HEADERS)
+    n_texts = 0
+    error: str | None = None
+    try:
+        method = request.method.upper()
+        if bundle is None:
+            raise RequestError(500, MODEL_FAILED)
+        if method == "GET":
+            status, data = 200, _health(bundle, limits)
+        elif method != "POST":
+            headers["allow"] = ALLOWED_METHODS
+            raise RequestError(405, f"method {method} is not supported; POST texts or GET health")
+        else:
+            texts = parse_texts(parse_payload(request, limits), limits)
+            n_texts = len(texts)
+            status, data = 200, _score(bundle, texts)
+    except RequestError as exc:
+        status, data, error = exc.status, {"error": exc.message}, exc.message
+    except Exception:
+        log.exception("request %s failed", request.request_id)
+        status, data, error = 500, {"error": INTERNAL_ERROR}, INTERNAL_ERROR
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    if "timing_ms" in data:
+        data["timing_ms"]["total"] = duration_ms
+    data["request_id"] = request.request_id
+    record: dict[str, Any] = {
+        "event": "request",
+        "request_id": request.request_id,
+        "platform": request.platform,
+        "method": request.method,
+        "status": status,
+        "n_texts": n_texts,
+        "duration_ms": duration_ms,
+    }
+    if error is not None:
+        record["error"] = error
+    log.info(json.dumps(record))
+    return status, data, headers
+
+
+def _lambda_request(event: Any, context: Any) -> Request:
+    request_id = getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+    if isinstance(event, dict):
+        http = (event.get("requestContext") or {}).get("http")
+        if isinstance(http, dict) or "httpMethod" in event:
+            method = http.get("method") if isinstance(http, dict) else event.get("httpMethod")
+            return Request(
+                platform="aws-http",
+                request_id=request_id,
+                method=str(method or "POST"),
+                body=event.get("body"),
+                base64=bool(event.get("isBase64Encoded")),
+            )
+    return Request(platform="aws-direct", request_id=request_id, payload=event)
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """AWS Lambda entry point (``slimbert.runtime.handler.lambda_handler``)."""
+    try:
+        request = _lambda_request(event, context)
+    except Exception:  # an event shape nobody planned for must not kill the sandbox
+        log.exception("cannot read the Lambda event")
+        request = Request(platform="aws-direct", request_id=str(uuid.uuid4()), payload=None)
+    status, data, headers = respond(request)
+    if request.platform == "aws-http":
+        return {
+            "statusCode": status,
+            "headers": headers,
+            "body": json.dumps(data),
+            "isBase64Encoded": False,
+        }
+    return data if status == 200 else {**data, "statusCode": status}
+
+
+def gcp_handler(request: Any) -> tuple[str, int, dict[str, str]]:
+    """Google Cloud Functions entry point (functions-framework passes a flask ``Request``)."""
+    try:
+        request_headers = getattr(request, "headers", None) or {}
+        trace = str(request_headers.get("X-Cloud-Trace-Context") or "").split("/")[0]
+        request_id = request_headers.get("Function-Execution-Id") or trace or str(uuid.uuid4())
+        length = getattr(request, "content_length", None)
+        parsed = Request(
+            platform="gcp",
+            request_id=str(request_id),
+            method=str(getattr(request, "method", None) or "POST"),
+            read_body=getattr(request, "get_data", None),
+            declared_length=length if isinstance(length, int) else None,
+        )
+    except Exception:  # a request object unlike flask's must not take the worker down
+        log.exception("cannot read the request")
+        parsed = Request(platform="gcp", request_id=str(uuid.uuid4()), payload=None)
+    status, data, headers = respond(parsed)
+    return json.dumps(data), status, headers
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("SLIMBERT_LOG_LEVEL", "INFO").upper()
+    runtime_log = logging.getLogger("slimbert.runtime")
+    runtime_log.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+    # Lambda installs a root handler; functions-framework does not, and without one the
+    # per-request INFO lines would be dropped.
+    if not logging.getLogger().handlers and not runtime_log.handlers:
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        runtime_log.addHandler(stream)
+
+
+_configure_logging()
+reload()

@@ -1,0 +1,116 @@
+"""The one place that creates onnxruntime sessions, and how many CPUs they may really use.
+
+Every knob is set explicitly rather than left to onnxruntime's defaults: its default thread
+count is the machine's core count, which inside a container or a Lambda sandbox is the host's
+cores, not the share this process is given; oversubscribing a 1-vCPU quota with 16 threads
+makes every prediction slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from slimbert.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+THREADS_ENV = "SLIMBERT_THREADS"
+
+# Module attributes (not constants inlined below) so tests can point them at temporary files.
+CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+PROVIDERS = ["CPUExecutionProvider"]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cpus_from_quota(quota: int, period: int) -> int | None:
+    if quota <= 0 or period <= 0:  # -1 (v1) means "no limit"
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+def cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by the cgroup CPU quota (v2 first, then v1); None when there is no quota."""
+    text = _read(CGROUP_V2_CPU_MAX)
+    if text is not None:
+        parts = text.split()
+        # cgroup v2 writes "<quota> <period>", with the quota "max" when unlimited.
+        if len(parts) == 2 and parts[0] != "max":
+            try:
+                return _cpus_from_quota(int(parts[0]), int(parts[1]))
+            except ValueError:
+                log.debug("unreadable %s: %r", CGROUP_V2_CPU_MAX, text)
+        return None
+    quota, period = _read(CGROUP_V1_QUOTA), _read(CGROUP_V1_PERIOD)
+    if quota is None or period is None:
+        return None
+    try:
+        return _cpus_from_quota(int(quota), int(period))
+    except ValueError:
+        log.debug("unreadable cgroup v1 quota %r / period %r", quota, period)
+        return None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may really use: its affinity mask, capped by the cgroup quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity API
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, limit)
+    return max(1, cpus)
+
+
+def resolve_threads(threads: int | None = None) -> int:
+    """Threads for one session: the argument, else ``SLIMBERT_THREADS``, else available CPUs."""
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if not raw:
+            return available_cpus()
+        try:
+            threads = int(raw)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ConfigError(
+                f"{THREADS_ENV} must be a positive integer, got {raw!r}",
+                hint=f"unset {THREADS_ENV} to use every CPU this process may use",
+            )
+        return threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    return threads
+
+
+def session_options(threads: int | None = None) -> Any:
+    """``onnxruntime.SessionOptions`` with every setting that matters for latency made explicit."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = resolve_threads(threads)
+    # One request is one graph run: a second pool for parallel branches only adds threads.
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def create_session(model_path: str | Path, threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the CPU; the only place the runtime makes one."""
+    options = session_options(threads)
+    log.debug("onnx session for %s with %d threads", model_path, options.intra_op_num_threads)
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=PROVIDERS)

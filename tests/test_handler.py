@@ -1,0 +1,309 @@
+"""slimbert.runtime.handler: every event shape, every refusal, failures that never escape."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from runtime_fixtures import LABELS, build_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("handler") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def embedding_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("handler") / "embedding", task="embedding")
+
+
+@pytest.fixture
+def handler(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The handler module serving the toy classifier with small limits; reset afterwards."""
+    monkeypatch.setenv("SLIMBERT_BUNDLE", str(bundle_dir))
+    monkeypatch.setenv("SLIMBERT_THREADS", "1")
+    monkeypatch.setenv("SLIMBERT_MAX_TEXTS", "4")
+    monkeypatch.setenv("SLIMBERT_MAX_CHARS", "50")
+    monkeypatch.setenv("SLIMBERT_MAX_BODY_BYTES", "1000")
+    import slimbert.runtime.handler as module
+
+    assert module.reload() is not None
+    yield module
+    monkeypatch.undo()
+    module.reload()  # back to whatever the environment says (usually: no bundle)
+
+
+CONTEXT = SimpleNamespace(aws_request_id="req-123")
+GOOD = {"texts": ["good great", "bad awful", "table chair"]}
+WANT = ["positive", "negative", "neutral"]
+
+
+def v1_event(body: str | None, *, method: str = "POST", b64: bool = False) -> dict[str, Any]:
+    return {
+        "resource": "/predict",
+        "path": "/predict",
+        "httpMethod": method,
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"requestId": "apigw-1", "stage": "prod"},
+        "body": body,
+        "isBase64Encoded": b64,
+    }
+
+
+def v2_event(body: str | None, *, method: str = "POST", b64: bool = False, url: bool = False):
+    return {
+        "version": "2.0",
+        "routeKey": "$default" if url else "POST /predict",
+        "rawPath": "/",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "domainName": "abc.lambda-url.eu-west-1.on.aws" if url else "abc.execute-api.aws",
+            "http": {"method": method, "path": "/", "protocol": "HTTP/1.1"},
+            "requestId": "rc-1",
+        },
+        "body": body,
+        "isBase64Encoded": b64,
+    }
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def http_json(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    assert response["headers"]["content-type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+def labels_of(data: dict[str, Any]) -> list[str]:
+    return [p["label"] for p in data["predictions"]]
+
+
+# -- event shapes ---------------------------------------------------------------------------
+
+
+def test_direct_invoke_texts(handler: ModuleType) -> None:
+    out = handler.lambda_handler(GOOD, CONTEXT)
+    assert "statusCode" not in out
+    assert labels_of(out) == WANT
+    assert out["model"] == "toy/sentiment:fp32"
+    assert out["request_id"] == "req-123"
+    assert set(out["timing_ms"]) == {"tokenize", "inference", "total"}
+    probabilities = out["predictions"][0]["probabilities"]
+    assert list(probabilities) == LABELS
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_direct_invoke_single_text(handler: ModuleType) -> None:
+    out = handler.lambda_handler({"text": "i love this"}, None)
+    assert labels_of(out) == ["positive"]
+    assert out["request_id"]  # generated when there is no Lambda context
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(v1_event(json.dumps(GOOD)), id="rest-v1"),
+        pytest.param(v1_event(b64(json.dumps(GOOD)), b64=True), id="rest-v1-base64"),
+        pytest.param(v2_event(json.dumps(GOOD)), id="http-v2"),
+        pytest.param(v2_event(b64(json.dumps(GOOD)), b64=True), id="http-v2-base64"),
+        pytest.param(v2_event(json.dumps(GOOD), url=True), id="function-url"),
+    ],
+)
+def test_http_events(handler: ModuleType, event: dict[str, Any]) -> None:
+    response = handler.lambda_handler(event, CONTEXT)
+    status, data = http_json(response)
+    assert status == 200, data
+    assert labels_of(data) == WANT
+    assert data["request_id"] == "req-123"
+
+
+def test_get_is_a_health_check(handler: ModuleType) -> None:
+    status, data = http_json(handler.lambda_handler(v2_event(None, method="GET"), CONTEXT))
+    assert status == 200
+    assert data["status"] == "ok" and data["labels"] == LABELS
+    assert data["limits"]["max_texts"] == 4
+
+
+def test_embedding_bundle(handler: ModuleType, embedding_dir: Path) -> None:
+    handler.reload(embedding_dir)
+    out = handler.lambda_handler({"texts": ["good", "bad"]}, None)
+    assert len(out["embeddings"]) == 2 and len(out["embeddings"][0]) == 4
+    assert "predictions" not in out
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+BAD_BODIES = [
+    ("{not json", "not valid JSON"),
+    ("", "body is empty"),
+    ('["good"]', "must be an object, not array"),
+    ('"good"', "must be an object, not string"),
+    ("{}", 'missing "texts"'),
+    ('{"texts": ["a"], "text": "b"}', "not both"),
+    ('{"texts": "good"}', '"texts" must be a list of strings, not string'),
+    ('{"text": ["good"]}', '"text" must be a string, not array'),
+    ('{"texts": []}', '"texts" is empty'),
+    ('{"texts": ["a", "b", "c", "d", "e"]}', "5 items; the limit is 4 (SLIMBERT_MAX_TEXTS)"),
+    ('{"texts": ["a", "b", 3]}', "texts[2] must be a string, not number"),
+    ('{"texts": ["a", null]}', "texts[1] must be a string, not null"),
+    (json.dumps({"texts": ["a", "x" * 51]}), "texts[1] has 51 characters; the limit is 50"),
+    (json.dumps({"text": "x" * 51}), '"text" has 51 characters'),
+    (json.dumps({"texts": ["a"], "pad": "x" * 1000}), "limit is 1000 (SLIMBERT_MAX_BODY_BYTES)"),
+    ("[" * 5 + "]" * 5, "must be an object"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_BODIES)
+def test_bad_http_bodies_are_400(handler: ModuleType, body: str, message: str) -> None:
+    status, data = http_json(handler.lambda_handler(v1_event(body), CONTEXT))
+    assert status == 400
+    assert message in data["error"]
+    assert data["request_id"] == "req-123"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (["good"], "must be an object, not array"),
+        ({"texts": ["a", 1]}, "texts[1] must be a string"),
+        ({"texts": ["good"] * 5}, "limit is 4"),
+        ({"texts": ["a"], "pad": "x" * 1000}, "SLIMBERT_MAX_BODY_BYTES"),
+    ],
+)
+def test_bad_direct_invokes_are_400(handler: ModuleType, event: Any, message: str) -> None:
+    out = handler.lambda_handler(event, CONTEXT)
+    assert out["statusCode"] == 400
+    assert message in out["error"]
+
+
+def test_invalid_base64_is_400(handler: ModuleType) -> None:
+    status, data = http_json(handler.lambda_handler(v2_event("not base64!!", b64=True), None))
+    assert status == 400 and "not valid base64" in data["error"]
+
+
+def test_oversized_base64_is_refused_before_decoding(handler: ModuleType) -> None:
+    status, data = http_json(handler.lambda_handler(v1_event("A" * 4000, b64=True), None))
+    assert status == 400 and "SLIMBERT_MAX_BODY_BYTES" in data["error"]
+
+
+def test_deeply_nested_json_is_400(handler: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler, "LIMITS", handler.Limits(max_body_bytes=1_000_000))
+    status, data = http_json(handler.lambda_handler(v1_event("[" * 200_000), None))
+    assert status == 400 and "nested too deeply" in data["error"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405(handler: ModuleType, method: str) -> None:
+    response = handler.lambda_handler(v2_event(json.dumps(GOOD), method=method), None)
+    status, data = http_json(response)
+    assert status == 405 and method in data["error"]
+    assert response["headers"]["allow"] == "GET, POST"
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_unexpected_error_is_a_500_without_details(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret connection string xyz")
+
+    monkeypatch.setattr(handler.BUNDLE, "predict", explode)
+    with caplog.at_level(logging.INFO, logger="slimbert.runtime.handler"):
+        status, data = http_json(handler.lambda_handler(v1_event(json.dumps(GOOD)), CONTEXT))
+        direct = handler.lambda_handler(GOOD, CONTEXT)
+    assert status == 500
+    assert "secret" not in json.dumps(data) and "RuntimeError" not in json.dumps(data)
+    assert data["request_id"] == "req-123"
+    assert direct["statusCode"] == 500 and "secret" not in json.dumps(direct)
+    assert "secret connection string xyz" in caplog.text  # the trace stays in the log
+    # The process still answers after the failure.
+    monkeypatch.undo()
+    assert labels_of(handler.lambda_handler(GOOD, CONTEXT)) == WANT
+
+
+def test_failed_load_answers_500(handler: ModuleType, tmp_path: Path) -> None:
+    assert handler.reload(tmp_path / "missing") is None
+    assert handler.BUNDLE is None
+    status, data = http_json(handler.lambda_handler(v2_event(json.dumps(GOOD)), CONTEXT))
+    assert status == 500 and "model failed to load" in data["error"]
+    out = handler.lambda_handler(GOOD, CONTEXT)
+    assert out["statusCode"] == 500 and "model failed to load" in out["error"]
+
+
+def test_bad_limit_setting_fails_the_load(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLIMBERT_MAX_TEXTS", "lots")
+    with caplog.at_level(logging.ERROR):
+        assert handler.reload() is None
+    assert "SLIMBERT_MAX_TEXTS must be a positive integer" in caplog.text
+
+
+def test_default_bundle_path_is_beside_the_package(handler: ModuleType) -> None:
+    # /var/task/slimbert/runtime/handler.py -> /var/task/bundle
+    assert Path(handler.__file__).resolve().parents[2] / "bundle" == handler.DEFAULT_BUNDLE
+
+
+def test_one_json_log_line_per_request(
+    handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="slimbert.runtime.handler"):
+        handler.lambda_handler(GOOD, CONTEXT)
+        handler.lambda_handler({"texts": []}, CONTEXT)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    assert [(x["status"], x["n_texts"]) for x in lines] == [(200, 3), (400, 0)]
+    assert all(x["request_id"] == "req-123" and x["duration_ms"] >= 0 for x in lines)
+    assert '"texts" is empty' in lines[1]["error"]
+
+
+# -- Google Cloud Functions ------------------------------------------------------------------
+
+
+class FakeFlaskRequest:
+    def __init__(self, body: bytes, method: str = "POST", headers: dict[str, str] | None = None):
+        self._body = body
+        self.method = method
+        self.headers = headers or {}
+        self.content_length = len(body)
+        self.reads = 0
+
+    def get_data(self) -> bytes:
+        self.reads += 1
+        return self._body
+
+
+def test_gcp_handler(handler: ModuleType) -> None:
+    request = FakeFlaskRequest(
+        json.dumps(GOOD).encode(), headers={"Function-Execution-Id": "gcp-7"}
+    )
+    body, status, headers = handler.gcp_handler(request)
+    assert status == 200 and headers["content-type"] == "application/json"
+    data = json.loads(body)
+    assert labels_of(data) == WANT and data["request_id"] == "gcp-7"
+
+
+def test_gcp_handler_refusals(handler: ModuleType) -> None:
+    body, status, _ = handler.gcp_handler(FakeFlaskRequest(b'{"texts": [1]}'))
+    assert status == 400 and "texts[0] must be a string" in json.loads(body)["error"]
+    big = FakeFlaskRequest(b"x" * 2000)
+    body, status, _ = handler.gcp_handler(big)
+    assert status == 400 and "SLIMBERT_MAX_BODY_BYTES" in json.loads(body)["error"]
+    assert big.reads == 0  # refused on Content-Length, never buffered
+    body, status, _ = handler.gcp_handler(FakeFlaskRequest(b"", method="GET"))
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    _, status, headers = handler.gcp_handler(FakeFlaskRequest(b"", method="DELETE"))
+    assert status == 405 and headers["allow"] == "GET, POST"
