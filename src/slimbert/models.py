@@ -325,13 +325,9 @@ def load_scorer(path: str | Path, backend: str = "torch", *, max_length: int | N
             clf.max_length = max_length
         return clf
     if backend == "onnx":
-        try:
-            from slimbert.runtime import load_bundle
-        except ImportError as exc:
-            raise ModelError(
-                "the ONNX backend needs an exported bundle and slimbert.runtime",
-                hint="export the model first with `slimbert export`",
-            ) from exc
+        from slimbert.runtime import load_bundle
+
+        # The bundle truncates at the max_length it was exported with (its manifest).
         return load_bundle(path)
     raise ConfigError(f"unknown backend {backend!r}", hint="use 'torch' or 'onnx'")
 
