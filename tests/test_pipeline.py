@@ -117,7 +117,7 @@ def test_profile_overrides_and_bad_pipelines(tmp_path: Path, tiny_model: Path, t
 
 def test_builtin_sentiment_pipeline_parses_with_both_profiles() -> None:
     steps = read_pipeline("sentiment")
-    assert [s.stage for s in steps] == ["train", "label", "distill", "eval"]
+    assert [s.stage for s in steps] == ["train", "label", "distill", "export", "eval"]
     assert steps[2].options.student_layers == (0, 5)  # type: ignore[attr-defined]
     quick = read_pipeline("sentiment", profile="quick")
     assert str(quick[0].options.train).startswith("tweets3-quick:")  # type: ignore[attr-defined]

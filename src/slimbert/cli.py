@@ -70,6 +70,13 @@ HELP = {
     "balance": "Class-balanced batches by under-sampling the larger classes.",
     "bucket": "Group examples of similar token length into a batch.",
     "micro_batch_size": "Split each batch into chunks of this size (gradient accumulation).",
+    "task": "auto, classification (logits) or embedding (pooling inside the graph).",
+    "optimize": "Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimiser.",
+    "quantize": "Also build a dynamic int8 model and keep it if it passes the quality gate.",
+    "max_f1_drop": "Macro-F1 points int8 may lose before fp32 is kept instead.",
+    "max_spearman_drop": "Spearman points int8 may lose (embedders) before fp32 is kept.",
+    "max_fp32_diff": "Largest allowed |ONNX fp32 - torch| output difference.",
+    "gate_rows": "Validation rows used by the quality gate.",
 }
 
 
@@ -268,6 +275,7 @@ def _register_stages() -> None:
     from slimbert.benchmarks import SamplerBenchOptions
     from slimbert.distill import DistillOptions
     from slimbert.evaluate import EvalOptions, markdown_table
+    from slimbert.export import ExportOptions
     from slimbert.finetune import TrainOptions
     from slimbert.label import LabelOptions
 
@@ -305,6 +313,21 @@ def _register_stages() -> None:
             )
         out.print(sampler_markdown(report))
         out.print(f"results → {report['out']}")
+
+    @stage_command(
+        ExportOptions, "export", "Export to ONNX, optimise, int8 behind a gate: a bundle."
+    )
+    def _export(options: Options) -> None:
+        manifest = _run_stage("export", options)
+        gate = manifest.get("gate") or {}
+        size = manifest["files"][manifest["model_file"]]["bytes"] / 1e6
+        out.print(
+            f"bundle → {options.out} ({manifest['model_file']}, {size:.1f} MB); "  # type: ignore[attr-defined]
+            f"gate: {'passed' if gate.get('passed') else 'int8 not kept'}"
+        )
+        for variant in ("fp32", "qint8"):
+            if gate.get(variant):
+                out.print(f"  {variant}: {gate[variant]}", highlight=False)
 
     @stage_command(EvalOptions, "eval", "Macro-F1, per-class scores, size and latency.")
     def _eval(options: Options) -> None:

@@ -49,6 +49,19 @@ class Options:
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(names))}"
             raise ConfigError(f"unknown option {key!r} for stage {cls.stage!r}", hint=hint)
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and data.get(f.name) is None
+        ]
+        if missing:
+            flag = "--" + missing[0].replace("_", "-")
+            raise ConfigError(
+                f"stage {cls.stage!r} needs option {missing[0]!r}",
+                hint=f"pass {flag} (or {missing[0]}: in YAML)",
+            )
         try:
             return cls(**{k.replace("-", "_"): v for k, v in data.items()})
         except TypeError as exc:

@@ -47,6 +47,7 @@ def stages() -> dict[str, Stage]:
     # Imported here so that `slimbert --help` stays fast and torch-free.
     from slimbert.distill import DistillOptions, distill
     from slimbert.evaluate import EvalOptions, evaluate_models
+    from slimbert.export import ExportOptions, export_model
     from slimbert.finetune import TrainOptions, train_classifier
     from slimbert.label import LabelOptions, label_corpus
 
@@ -54,6 +55,7 @@ def stages() -> dict[str, Stage]:
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
         "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), clear_stale=True),
         "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
+        "export": Stage(ExportOptions, export_model, lambda o: Path(o.out)),
         "eval": Stage(
             EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
         ),

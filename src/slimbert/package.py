@@ -1,0 +1,724 @@
+"""``slimbert package``: turn a bundle into a deployable serverless function.
+
+``aws-lambda`` writes one deterministic zip (the runtime wheels for Python 3.12 stripped to what
+the function loads, the torch-free ``slimbert.runtime`` source and the bundle), a size report
+per component checked against Lambda's limits, and an AWS SAM template. ``gcp-function`` writes
+a source folder for Cloud Run functions (``main.py``, pinned ``requirements.txt``, the runtime
+source and the bundle); Google installs the libraries at deploy time.
+
+Wheels are fetched with ``pip download`` once into a cache and checked against the sha256 lock
+files in ``slimbert/templates`` on every build, so a build is offline and reproducible after
+the first one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import itertools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import slimbert
+from slimbert.config import Options, check
+from slimbert.errors import SlimbertError
+from slimbert.io import atomic_open, atomic_path, read_json, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+# The serving runtime, pinned. A cp312 manylinux wheel exists for x86_64 and aarch64 for each;
+# their hashes live in templates/requirements-<arch>.lock (regenerate with ``update_lock``).
+# Nothing else is shipped: importing onnxruntime and running an InferenceSession loads none of
+# its declared dependencies (flatbuffers, packaging, protobuf are only used by its tools), and
+# tokenizers never imports huggingface_hub unless ``Tokenizer.from_pretrained`` is called.
+RUNTIME_PINS: dict[str, str] = {"numpy": "2.4.6", "onnxruntime": "1.32.0", "tokenizers": "0.23.3"}
+# Cloud Run functions installs requirements.txt itself; the framework is pinned too so a
+# redeploy months later serves with the same code.
+FUNCTIONS_FRAMEWORK_PIN = "3.10.2"
+SUPPORTED_PYTHONS = ("3.12",)
+LAMBDA_HANDLER = "slimbert.runtime.handler.lambda_handler"
+GCP_ENTRY_POINT = "predict"
+MIB = 1 << 20
+_PIP_PLATFORM = {"x86_64": "x86_64", "arm64": "aarch64"}
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: builds compare equal
+_SO = re.compile(r"\.so(\.[0-9.]+)?$")
+
+# What the function never loads. Paths are relative to the site-packages root of the zip.
+_STRIP_PARTS = {"tests", "__pycache__", "include"}
+_STRIP_SUFFIXES = (".pyi", ".pxd", ".h", ".hpp", ".c", ".a", ".pc", "py.typed")
+_STRIP_PREFIXES = (
+    "numpy/f2py/",
+    "numpy/distutils/",
+    "numpy/testing/",
+    "numpy/_pyinstaller/",
+    "numpy/_core/lib/",  # static npymath and pkg-config files for C extension builders
+    "numpy/random/lib/",
+    "numpy/random/_examples/",
+    "numpy/conftest.py",
+    # C extensions that only numpy's own test suite imports (numpy's PyInstaller hook says so).
+    "numpy/_core/_multiarray_tests.",
+    "numpy/_core/_umath_tests.",
+    "numpy/_core/_rational_tests.",
+    "numpy/_core/_struct_ufunc_tests.",
+    "numpy/_core/_operand_flag_tests.",
+    "numpy/_core/_simd.",
+    "onnxruntime/training/",
+    "onnxruntime/tools/",
+    "onnxruntime/transformers/",
+    "onnxruntime/quantization/",
+    "onnxruntime/datasets/",
+    "onnxruntime/backend/",  # the ONNX backend-test API; needs the onnx package anyway
+    # The C API library (35 MB). The Python module links onnxruntime statically and never
+    # dlopens it for the CPU provider (checked: a session runs with it removed).
+    "onnxruntime/capi/libonnxruntime.so",
+)
+
+
+class WheelDownloadError(SlimbertError):
+    """pip could not fetch a pinned wheel (no network, no registry, or a hash mismatch)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageOptions(Options):
+    stage: ClassVar[str] = "package"
+
+    bundle: Path = Path("runs/bundle")
+    out: Path = Path("runs/package")
+    target: Literal["aws-lambda", "gcp-function"] = "aws-lambda"
+    arch: Literal["x86_64", "arm64"] = "x86_64"
+    python: str = "3.12"
+    name: str = "slimbert"
+    memory_mb: int = 1024
+    timeout_s: int = 30
+    wheel_cache: Path | None = None
+    max_zip_mb: float = 50.0
+    max_unzipped_mb: float = 250.0
+
+    def validate(self) -> None:
+        check(
+            self.python in SUPPORTED_PYTHONS,
+            f"python {self.python!r} is not supported",
+            hint=f"the runtime wheels are locked for {', '.join(SUPPORTED_PYTHONS)}",
+        )
+        check(
+            re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", self.name) is not None,
+            f"name {self.name!r} must be 1-40 lower-case letters, digits or '-'",
+        )
+        check(128 <= self.memory_mb <= 10240, "memory_mb must be between 128 and 10240")
+        check(1 <= self.timeout_s <= 900, "timeout_s must be between 1 and 900 seconds")
+        check(self.max_zip_mb > 0 and self.max_unzipped_mb > 0, "size limits must be positive")
+        check(
+            self.target != "gcp-function" or self.arch == "x86_64",
+            "gcp-function runs on x86_64 only",
+            hint="leave arch at its default for --target gcp-function",
+        )
+
+    @property
+    def stem(self) -> str:
+        """File name stem of every output: ``<name>-<target>[-<arch>]``."""
+        if self.target == "gcp-function":
+            return f"{self.name}-{self.target}"
+        return f"{self.name}-{self.target}-{self.arch}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One file of the package: where it comes from and which component it counts toward."""
+
+    arcname: str
+    component: Literal["library", "model", "code"]
+    name: str
+    path: Path | None = None  # a file on disk ...
+    wheel: Path | None = None  # ... or a member of a wheel
+    member: str | None = None
+    data: bytes | None = None  # ... or generated content
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is not None:
+            return self.path.read_bytes()
+        assert self.wheel is not None and self.member is not None  # set by _wheel_entries
+        with zipfile.ZipFile(self.wheel) as whl:
+            return whl.read(self.member)
+
+
+def default_wheel_cache() -> Path:
+    """``$SLIMBERT_WHEEL_CACHE``, else ``~/.cache/slimbert/wheels``."""
+    env = os.environ.get("SLIMBERT_WHEEL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "slimbert" / "wheels"
+
+
+def build_package(options: PackageOptions, *, code_root: Path | None = None) -> dict[str, Any]:
+    """Build the package that ``options`` describe and return its size report.
+
+    ``code_root`` is the folder holding the ``slimbert`` package whose runtime source is shipped;
+    it defaults to the installed package (tests pass a stand-in).
+    """
+    root = Path(code_root) if code_root is not None else Path(slimbert.__file__).parent.parent
+    code = _code_entries(root)
+    model = _bundle_entries(Path(options.bundle))
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if options.target == "gcp-function":
+        return _build_gcp(options, code + model, out)
+    return _build_lambda(options, code + model, out)
+
+
+def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict[str, Any]:
+    wheels = ensure_wheels(options.arch, options.wheel_cache)
+    libraries, stripped = _wheel_entries(wheels)
+    entries = sorted(libraries + own, key=lambda e: e.arcname)
+    _reject_duplicates(entries)
+    zip_path = out / f"{options.stem}.zip"
+    # Fail before spending a minute on compression when the files cannot fit unzipped anyway.
+    unzipped = sum(_size(e) for e in entries)
+    if unzipped > options.max_unzipped_mb * MIB:
+        sizes = _components({e.arcname: (_size(e), 0) for e in entries}, entries)
+        raise SlimbertError(
+            f"the package would be {unzipped / MIB:.1f} MiB unzipped, over the "
+            f"{options.max_unzipped_mb:g} MiB limit; biggest component: {_biggest(sizes, 0)}",
+            hint="ship a smaller or int8 bundle, or raise max_unzipped_mb",
+        )
+    log.info("writing %s (%d files)", zip_path, len(entries))
+    with atomic_path(zip_path) as tmp:
+        sizes_by_name = _write_zip(tmp, entries)
+        zip_bytes = tmp.stat().st_size
+        report = _report(options, zip_path, entries, sizes_by_name, zip_bytes, stripped)
+        report["sha256"] = sha256_file(tmp)
+        _write_report(out, options, report)
+        _check_limits(report)
+    _write_sam_template(out / f"{options.stem}.template.yaml", options, zip_path.name, report)
+    return report
+
+
+def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[str, Any]:
+    requirements = "".join(f"{n}=={v}\n" for n, v in sorted(RUNTIME_PINS.items()))
+    requirements += f"functions-framework=={FUNCTIONS_FRAMEWORK_PIN}\n"
+    main = (
+        '"""Cloud Run functions entry point written by `slimbert package`."""\n\n'
+        "from slimbert.runtime.handler import gcp_handler\n\n\n"
+        f"def {GCP_ENTRY_POINT}(request):  # noqa: ANN001, ANN201 - a flask.Request\n"
+        "    return gcp_handler(request)\n"
+    )
+    generated = [
+        _Entry("main.py", "code", "entry point", data=main.encode()),
+        _Entry("requirements.txt", "code", "entry point", data=requirements.encode()),
+        _Entry(".gcloudignore", "code", "entry point", data=b"__pycache__/\n*.pyc\n"),
+    ]
+    entries = sorted(own + generated, key=lambda e: e.arcname)
+    folder = out / options.stem
+    # Atomic for a folder: fill a sibling, then swap it in with two renames.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=out))
+    try:
+        sizes: dict[str, tuple[int, int]] = {}
+        for entry in entries:
+            data = entry.read()
+            target = tmp / entry.arcname
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            # What the deploy upload (a zip of the folder) costs; level 9 like the Lambda zip.
+            sizes[entry.arcname] = (len(data), len(zlib.compress(data, 9)) - 6)
+        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700; the folder is published
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        zipped = sum(z for _, z in sizes.values())
+        report = _report(options, folder, entries, sizes, zipped, {})
+        report["libraries_note"] = "installed by Cloud Build from requirements.txt at deploy"
+        _write_report(out, options, report)
+        _check_limits(report)
+        old = out / f".{folder.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+# -- sources: code, bundle, wheels ------------------------------------------------------------
+
+
+def _code_entries(root: Path) -> list[_Entry]:
+    package = root / "slimbert"
+    runtime = package / "runtime"
+    if not (runtime / "handler.py").is_file():
+        raise SlimbertError(
+            f"{runtime / 'handler.py'} is missing: there is no serving runtime to package",
+            hint="install a slimbert version that has slimbert.runtime",
+        )
+    files = [package / "__init__.py", package / "errors.py"]
+    files += [p for p in runtime.rglob("*.py") if "__pycache__" not in p.parts]
+    return [
+        _Entry(p.relative_to(root).as_posix(), "code", "slimbert", path=p) for p in sorted(files)
+    ]
+
+
+def _bundle_entries(bundle: Path) -> list[_Entry]:
+    manifest_path = bundle / "manifest.json"
+    if not manifest_path.is_file():
+        raise SlimbertError(
+            f"{bundle} is not a bundle: manifest.json is missing",
+            hint="run `slimbert export` first, or pass --bundle",
+        )
+    manifest = read_json(manifest_path)
+    files = manifest.get("files") or {}
+    entries = [_Entry("bundle/manifest.json", "model", "bundle", path=manifest_path)]
+    for rel, facts in sorted(files.items()):
+        path = bundle / rel
+        if not path.is_file():
+            raise SlimbertError(f"{path} is listed in the manifest but missing")
+        if sha256_file(path) != facts.get("sha256"):
+            raise SlimbertError(
+                f"{path} does not match the sha256 in its manifest",
+                hint="re-export the bundle; the function would refuse to load it",
+            )
+        entries.append(_Entry(f"bundle/{rel}", "model", "bundle", path=path))
+    listed = {bundle / rel for rel in files} | {manifest_path}
+    extra = [p.name for p in bundle.rglob("*") if p.is_file() and p not in listed]
+    if extra:
+        log.warning("left out of the package (not in manifest.json): %s", ", ".join(extra))
+    return entries
+
+
+def _wheel_dist(wheel: Path) -> str:
+    return wheel.name.split("-", 1)[0].lower()
+
+
+def _stripped(member: str) -> bool:
+    parts = member.split("/")
+    if member.endswith("/") or _STRIP_PARTS.intersection(parts[:-1]):
+        return True
+    if parts[0].endswith(".dist-info"):
+        # Nothing reads package metadata at run time (importlib.metadata is never imported);
+        # licence texts stay because shipping a library means shipping its licence.
+        return not ("licenses" in parts or re.match(r"(LICEN[CS]E|COPYING|NOTICE)", parts[-1]))
+    return member.endswith(_STRIP_SUFFIXES) or member.startswith(_STRIP_PREFIXES)
+
+
+def _wheel_entries(wheels: Iterable[Path]) -> tuple[list[_Entry], dict[str, dict[str, int]]]:
+    entries: list[_Entry] = []
+    stripped: dict[str, dict[str, int]] = {}
+    for wheel in wheels:
+        dist = _wheel_dist(wheel)
+        gone = stripped.setdefault(dist, {"files": 0, "bytes": 0})
+        with zipfile.ZipFile(wheel) as whl:
+            for info in whl.infolist():
+                if info.is_dir():
+                    continue
+                if _stripped(info.filename):
+                    gone["files"] += 1
+                    gone["bytes"] += info.file_size
+                    continue
+                entries.append(
+                    _Entry(info.filename, "library", dist, wheel=wheel, member=info.filename)
+                )
+    return entries, stripped
+
+
+def _size(entry: _Entry) -> int:
+    if entry.data is not None:
+        return len(entry.data)
+    if entry.path is not None:
+        return entry.path.stat().st_size
+    assert entry.wheel is not None and entry.member is not None
+    with zipfile.ZipFile(entry.wheel) as whl:
+        return whl.getinfo(entry.member).file_size
+
+
+def _reject_duplicates(entries: list[_Entry]) -> None:
+    for a, b in itertools.pairwise(entries):
+        if a.arcname == b.arcname:
+            raise SlimbertError(f"two sources write {a.arcname} ({a.name} and {b.name})")
+
+
+# -- the wheel cache and its lock files ------------------------------------------------------
+
+
+def lock_path(arch: str) -> Path:
+    """The lock file shipped with slimbert for ``arch``."""
+    return Path(str(importlib.resources.files("slimbert") / "templates")) / (
+        f"requirements-{arch}.lock"
+    )
+
+
+def read_lock(arch: str) -> dict[str, tuple[str, set[str]]]:
+    """``{name: (version, {sha256, ...})}`` from a pip ``--require-hashes`` requirements file."""
+    path = lock_path(arch)
+    if not path.is_file():
+        raise SlimbertError(f"no lock file for {arch}: {path}", hint="run update_lock(arch)")
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+    lock: dict[str, tuple[str, set[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, _, version = requirement.partition("==")
+        hashes = {o.split("sha256:", 1)[1] for o in options if "sha256:" in o}
+        lock[name.lower()] = (version, hashes)
+    if {n: v for n, (v, _) in lock.items()} != RUNTIME_PINS:
+        raise SlimbertError(
+            f"{path} does not match RUNTIME_PINS {RUNTIME_PINS}",
+            hint="regenerate it with slimbert.package.update_lock",
+        )
+    return lock
+
+
+def _pip_download(arch: str, dest: Path, args: list[str]) -> None:
+    platform = _PIP_PLATFORM[arch]
+    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+    command += ["--only-binary=:all:", "--no-deps", "--implementation", "cp"]
+    command += ["--python-version", SUPPORTED_PYTHONS[0], "--dest", str(dest)]
+    for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"):
+        command += ["--platform", f"{tag}_{platform}"]
+    log.info("downloading runtime wheels for %s: %s", arch, " ".join(args))
+    result = subprocess.run(command + args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise WheelDownloadError(
+            f"pip could not download the {arch} runtime wheels: {' | '.join(tail)}",
+            hint="check network access to PyPI, or point SLIMBERT_WHEEL_CACHE at a filled cache",
+        )
+
+
+def ensure_wheels(arch: str, wheel_cache: Path | None = None) -> list[Path]:
+    """The pinned wheels for ``arch``, downloaded once and sha256-checked on every call."""
+    lock = read_lock(arch)
+    cache = Path(wheel_cache or default_wheel_cache()) / f"cp312-manylinux-{arch}"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def cached() -> tuple[list[Path], list[str]]:
+        found, missing = [], []
+        for name, (version, hashes) in sorted(lock.items()):
+            candidates = sorted(cache.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+            good = [w for w in candidates if sha256_file(w) in hashes]
+            for bad in set(candidates) - set(good):
+                log.warning("%s does not match its locked sha256; downloading it again", bad)
+                bad.unlink()
+            if good:
+                found.append(good[0])
+            else:
+                missing.append(name)
+        return found, missing
+
+    wheels, missing = cached()
+    if missing:
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            # pip checks the hashes itself in --require-hashes mode; ours is the second check.
+            requirements = Path(tmp) / "requirements.txt"
+            requirements.write_text(
+                "".join(
+                    f"{n}=={lock[n][0]} "
+                    + " ".join(f"--hash=sha256:{h}" for h in lock[n][1])
+                    + "\n"
+                    for n in missing
+                )
+            )
+            _pip_download(arch, Path(tmp), ["--require-hashes", "-r", str(requirements)])
+            for wheel in Path(tmp).glob("*.whl"):
+                os.replace(wheel, cache / wheel.name)
+        wheels, missing = cached()
+        if missing:
+            raise WheelDownloadError(f"no wheel matching the lock for {', '.join(missing)}")
+    return wheels
+
+
+def update_lock(arch: str, wheel_cache: Path | None = None) -> Path:
+    """Maintainers: download ``RUNTIME_PINS`` for ``arch`` and rewrite its lock file."""
+    cache = Path(wheel_cache or default_wheel_cache()) / f"cp312-manylinux-{arch}"
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        _pip_download(arch, Path(tmp), [f"{n}=={v}" for n, v in sorted(RUNTIME_PINS.items())])
+        lines = [
+            f"# slimbert serving runtime: CPython {SUPPORTED_PYTHONS[0]}, manylinux {arch}.",
+            "# Written by slimbert.package.update_lock; checked on every `slimbert package`.",
+        ]
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            name = _wheel_dist(wheel)
+            lines += [f"{name}=={RUNTIME_PINS[name]} \\", f"    --hash=sha256:{sha256_file(wheel)}"]
+            lines.append(f"    # {wheel.name}")
+            os.replace(wheel, cache / wheel.name)
+    path = lock_path(arch)
+    with atomic_open(path) as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+# -- the zip, the report, the template -------------------------------------------------------
+
+
+def _zip_info(arcname: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
+    info.create_system = 3  # Unix, so that unzip and Lambda honour the permission bits
+    if arcname.endswith("/"):
+        info.external_attr = (0o40755 << 16) | 0x10
+    else:
+        mode = 0o755 if _SO.search(arcname) else 0o644
+        info.external_attr = (0o100000 | mode) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def _write_zip(path: Path, entries: list[_Entry]) -> dict[str, tuple[int, int]]:
+    """Write ``entries`` (sorted) with their parent folders; return {arcname: (size, zipped)}."""
+    folders = sorted({p for e in entries for p in _parents(e.arcname)})
+    names = sorted([*folders, *(e.arcname for e in entries)])
+    by_name = {e.arcname: e for e in entries}
+    open_wheels: dict[Path, zipfile.ZipFile] = {}
+    try:
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            for name in names:
+                entry = by_name.get(name)
+                if entry is None:
+                    zf.writestr(_zip_info(name), b"")
+                    continue
+                if entry.wheel is not None and entry.member is not None:
+                    whl = open_wheels.get(entry.wheel)
+                    if whl is None:
+                        whl = open_wheels[entry.wheel] = zipfile.ZipFile(entry.wheel)
+                    data = whl.read(entry.member)
+                else:
+                    data = entry.read()
+                zf.writestr(_zip_info(name), data, compresslevel=9)
+            return {i.filename: (i.file_size, i.compress_size) for i in zf.infolist()}
+    finally:
+        for whl in open_wheels.values():
+            whl.close()
+
+
+def _parents(arcname: str) -> list[str]:
+    parts = arcname.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) + "/" for i in range(len(parts))]
+
+
+def _components(sizes: dict[str, tuple[int, int]], entries: list[_Entry]) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in entries:
+        row = rows.setdefault(
+            (entry.component, entry.name),
+            {
+                "component": entry.component,
+                "name": entry.name,
+                "files": 0,
+                "unzipped_bytes": 0,
+                "zipped_bytes": 0,
+            },
+        )
+        size, zipped = sizes[entry.arcname]
+        row["files"] += 1
+        row["unzipped_bytes"] += size
+        row["zipped_bytes"] += zipped
+    order = {"library": 0, "model": 1, "code": 2}
+    return sorted(rows.values(), key=lambda r: (order[r["component"]], r["name"]))
+
+
+def _biggest(components: list[dict[str, Any]], zipped: int) -> str:
+    key = "zipped_bytes" if zipped else "unzipped_bytes"
+    top = max(components, key=lambda r: r[key])
+    return f"{top['name']} ({top['component']}, {top[key] / MIB:.1f} MiB)"
+
+
+def _report(
+    options: PackageOptions,
+    package: Path,
+    entries: list[_Entry],
+    sizes: dict[str, tuple[int, int]],
+    package_bytes: int,
+    stripped: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    components = _components(sizes, entries)
+    total = {k: sum(r[k] for r in components) for k in ("files", "unzipped_bytes", "zipped_bytes")}
+    return {
+        "package": str(package),
+        "target": options.target,
+        "arch": options.arch,
+        "python": options.python,
+        "pins": dict(RUNTIME_PINS),
+        "components": components,
+        "total": total,
+        # Local headers, folder entries and the central directory: zip = total + overhead.
+        "package_bytes": package_bytes,
+        "overhead_bytes": package_bytes - total["zipped_bytes"],
+        "limits": {
+            "max_zip_bytes": int(options.max_zip_mb * MIB),
+            "max_unzipped_bytes": int(options.max_unzipped_mb * MIB),
+            "zip_ok": package_bytes <= options.max_zip_mb * MIB,
+            "unzipped_ok": total["unzipped_bytes"] <= options.max_unzipped_mb * MIB,
+        },
+        "stripped": stripped,
+    }
+
+
+def _check_limits(report: dict[str, Any]) -> None:
+    limits = report["limits"]
+    if not limits["zip_ok"]:
+        raise SlimbertError(
+            f"{report['package']} is {report['package_bytes'] / MIB:.1f} MiB zipped, over the "
+            f"{limits['max_zip_bytes'] / MIB:g} MiB limit; biggest component: "
+            f"{_biggest(report['components'], 1)}",
+            hint="deploy through S3 (no zipped limit) and raise max_zip_mb, or ship int8",
+        )
+    if not limits["unzipped_ok"]:
+        raise SlimbertError(
+            f"{report['package']} is {report['total']['unzipped_bytes'] / MIB:.1f} MiB "
+            f"unzipped, over the {limits['max_unzipped_bytes'] / MIB:g} MiB limit; "
+            f"biggest component: {_biggest(report['components'], 0)}",
+            hint="ship a smaller or int8 bundle, or raise max_unzipped_mb",
+        )
+
+
+def size_table(report: dict[str, Any]) -> str:
+    """The size report as a Markdown table (MiB)."""
+
+    def mib(n: int) -> str:
+        return f"{n / MIB:.2f}"
+
+    lines = [
+        f"# {Path(report['package']).name}: {report['target']} {report['arch']} "
+        f"Python {report['python']}",
+        "",
+        "| component | kind | files | unzipped MiB | zipped MiB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in report["components"]:
+        lines.append(
+            f"| {row['name']} | {row['component']} | {row['files']} | "
+            f"{mib(row['unzipped_bytes'])} | {mib(row['zipped_bytes'])} |"
+        )
+    total, limits = report["total"], report["limits"]
+    lines += [
+        f"| zip overhead | | | | {mib(report['overhead_bytes'])} |",
+        f"| **total** | | {total['files']} | {mib(total['unzipped_bytes'])} | "
+        f"{mib(report['package_bytes'])} |",
+        f"| limit | | | {mib(limits['max_unzipped_bytes'])} | {mib(limits['max_zip_bytes'])} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_report(out: Path, options: PackageOptions, report: dict[str, Any]) -> None:
+    write_json(out / f"{options.stem}.sizes.json", report)
+    with atomic_open(out / f"{options.stem}.sizes.md") as fh:
+        fh.write(size_table(report))
+
+
+def lambda_threads(memory_mb: int) -> int:
+    """onnxruntime threads for a Lambda size: it gets one vCPU per 1769 MB, at most six."""
+    return max(1, min(6, memory_mb // 1769))
+
+
+def sam_template(options: PackageOptions, code_uri: str, sha256: str = "") -> dict[str, Any]:
+    """An AWS SAM template: the function, a URL with IAM auth, a role that only writes logs."""
+    log_group_arn = {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Description": f"slimbert function {options.name} ({options.arch}), built by slimbert "
+        f"{slimbert.__version__}; package sha256 {sha256 or 'n/a'}",
+        "Parameters": {
+            "LogRetentionDays": {
+                "Type": "Number",
+                "Default": 14,
+                "AllowedValues": [1, 3, 5, 7, 14, 30, 60, 90, 180, 365],
+            },
+        },
+        "Resources": {
+            # Created explicitly so its retention is ours and the role can name it exactly.
+            "FunctionLogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {"RetentionInDays": {"Ref": "LogRetentionDays"}},
+            },
+            "FunctionRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "lambda.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    },
+                    "Policies": [
+                        {
+                            "PolicyName": "write-own-logs",
+                            "PolicyDocument": {
+                                "Version": "2012-10-17",
+                                "Statement": [
+                                    {
+                                        "Effect": "Allow",
+                                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                        "Resource": log_group_arn,
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                },
+            },
+            "Function": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "PackageType": "Zip",
+                    "CodeUri": code_uri,
+                    "Handler": LAMBDA_HANDLER,
+                    "Runtime": f"python{options.python}",
+                    "Architectures": [options.arch],
+                    "MemorySize": options.memory_mb,
+                    "Timeout": options.timeout_s,
+                    "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
+                    "LoggingConfig": {"LogGroup": {"Ref": "FunctionLogGroup"}},
+                    "Environment": {
+                        "Variables": {
+                            "SLIMBERT_THREADS": str(lambda_threads(options.memory_mb)),
+                            "SLIMBERT_LOG_LEVEL": "INFO",
+                        }
+                    },
+                    # AWS_IAM: callers sign requests. Use NONE only behind your own auth.
+                    "FunctionUrlConfig": {"AuthType": "AWS_IAM"},
+                },
+            },
+        },
+        "Outputs": {
+            "FunctionArn": {"Value": {"Fn::GetAtt": ["Function", "Arn"]}},
+            "FunctionUrl": {"Value": {"Fn::GetAtt": ["FunctionUrl", "FunctionUrl"]}},
+        },
+    }
+
+
+def _write_sam_template(
+    path: Path, options: PackageOptions, code_uri: str, report: dict[str, Any]
+) -> None:
+    import yaml
+
+    text = yaml.safe_dump(
+        sam_template(options, code_uri, report.get("sha256", "")), sort_keys=False, width=100
+    )
+    with atomic_open(path) as fh:
+        fh.write(f"# Deploy: sam deploy --guided --template-file {path.name}\n{text}")
+
+
+__all__ = [
+    "RUNTIME_PINS",
+    "PackageOptions",
+    "WheelDownloadError",
+    "build_package",
+    "ensure_wheels",
+    "sam_template",
+    "size_table",
+    "update_lock",
+]
