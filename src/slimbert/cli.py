@@ -272,6 +272,7 @@ def _print_fit(result: dict[str, Any]) -> None:
 
 
 def _register_stages() -> None:
+    from slimbert.bench_serving import ServingBenchOptions
     from slimbert.benchmarks import SamplerBenchOptions
     from slimbert.distill import DistillOptions
     from slimbert.evaluate import EvalOptions, markdown_table
@@ -312,6 +313,20 @@ def _register_stages() -> None:
                 reporter=_TrainReporter(progress, "sampler"),
             )
         out.print(sampler_markdown(report))
+        out.print(f"results → {report['out']}")
+
+    @stage_command(
+        ServingBenchOptions,
+        "serving",
+        "Cold start, warm latency and handler overhead: bundle vs torch teacher.",
+        group=bench_app,
+    )
+    def _bench_serving(options: Options) -> None:
+        from slimbert.bench_serving import run_serving_bench, serving_markdown
+
+        _quiet_libraries()
+        report = run_serving_bench(options)  # type: ignore[arg-type]
+        out.print(serving_markdown(report))
         out.print(f"results → {report['out']}")
 
     @stage_command(

@@ -203,8 +203,8 @@ def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict
 
 
 def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[str, Any]:
-    requirements = "".join(f"{n}=={v}\n" for n, v in sorted(RUNTIME_PINS.items()))
-    requirements += f"functions-framework=={FUNCTIONS_FRAMEWORK_PIN}\n"
+    pins = {**RUNTIME_PINS, "functions-framework": FUNCTIONS_FRAMEWORK_PIN}
+    requirements = "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
     main = (
         '"""Cloud Run functions entry point written by `slimbert package`."""\n\n'
         "from slimbert.runtime.handler import gcp_handler\n\n\n"

@@ -1,0 +1,286 @@
+"""``slimbert package``: deterministic, stripped zips within Lambda's limits; SAM and GCP outputs.
+
+The runtime wheels are downloaded once into the wheel cache (``SLIMBERT_WHEEL_CACHE``, else
+``~/.cache/slimbert/wheels``); without a registry and an empty cache these tests skip. The
+fixtures here are session-scoped and reused by ``test_lambda_local.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runtime_fixtures import build_bundle
+from slimbert import package as pkg
+from slimbert.errors import ConfigError, SlimbertError
+from slimbert.package import (
+    RUNTIME_PINS,
+    PackageOptions,
+    WheelDownloadError,
+    build_package,
+    ensure_wheels,
+    read_lock,
+)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("package-bundle") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def wheel_cache() -> Path:
+    cache = pkg.default_wheel_cache()
+    try:
+        ensure_wheels("x86_64", cache)
+    except WheelDownloadError as exc:
+        pytest.skip(f"runtime wheels unavailable (no registry and no cache): {exc}")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def lambda_package(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, wheel_cache: Path
+) -> tuple[Path, dict[str, Any]]:
+    """The x86_64 Lambda zip of the tiny bundle and its size report."""
+    out = tmp_path_factory.mktemp("package-out")
+    options = PackageOptions(bundle=tiny_bundle, out=out, wheel_cache=wheel_cache)
+    report = build_package(options)
+    return out / "slimbert-aws-lambda-x86_64.zip", report
+
+
+def test_options_validate() -> None:
+    with pytest.raises(ConfigError, match="x86_64 only"):
+        PackageOptions(target="gcp-function", arch="arm64")
+    with pytest.raises(ConfigError, match="not supported"):
+        PackageOptions(python="3.11")
+    with pytest.raises(ConfigError, match="memory_mb"):
+        PackageOptions(memory_mb=64)
+    options = PackageOptions.from_dict({"arch": "arm64", "memory_mb": "2048", "out": "x"})
+    assert options.stem == "slimbert-aws-lambda-arm64" and options.memory_mb == 2048
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_locks_pin_runtime_with_hashes(arch: str) -> None:
+    lock = read_lock(arch)
+    assert {name: version for name, (version, _) in lock.items()} == RUNTIME_PINS
+    for _, hashes in lock.values():
+        assert hashes and all(len(h) == 64 for h in hashes)
+
+
+def test_cached_wheel_with_wrong_hash_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cp312-manylinux-x86_64"
+    cache.mkdir()
+    fake = cache / "numpy-2.4.6-cp312-cp312-manylinux_2_28_x86_64.whl"
+    fake.write_bytes(b"not the wheel the lock names")
+    calls: list[list[str]] = []
+
+    def offline(arch: str, dest: Path, args: list[str]) -> None:
+        calls.append(args)
+        raise WheelDownloadError("offline")
+
+    monkeypatch.setattr(pkg, "_pip_download", offline)
+    with pytest.raises(WheelDownloadError):
+        ensure_wheels("x86_64", tmp_path)
+    assert not fake.exists()  # dropped, and fetched again through pip's own hash check
+    assert "--require-hashes" in calls[0]
+
+
+def test_zip_is_deterministic(
+    lambda_package: tuple[Path, dict[str, Any]], tiny_bundle: Path, tmp_path: Path
+) -> None:
+    zip_path, report = lambda_package
+    options = PackageOptions(
+        bundle=tiny_bundle, out=tmp_path, wheel_cache=pkg.default_wheel_cache()
+    )
+    again = build_package(options)
+    assert again["sha256"] == report["sha256"] == sha256(zip_path)
+    assert sha256(tmp_path / zip_path.name) == sha256(zip_path)
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names)
+    for info in infos:
+        mode = (info.external_attr >> 16) & 0o777
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        if info.is_dir() or pkg._SO.search(info.filename):
+            assert mode == 0o755, info.filename
+        else:
+            assert mode == 0o644 and info.compress_type == zipfile.ZIP_DEFLATED, info.filename
+
+
+def test_zip_is_stripped(lambda_package: tuple[Path, dict[str, Any]]) -> None:
+    zip_path, report = lambda_package
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+    files = [n for n in names if not n.endswith("/")]
+    for gone in ("/tests/", "__pycache__", "/include/", "numpy/f2py/", "numpy/testing/"):
+        assert not [n for n in names if gone in f"/{n}"], gone
+    for gone in ("transformers", "tools", "quantization", "datasets", "training", "backend"):
+        assert not [n for n in names if n.startswith(f"onnxruntime/{gone}/")], gone
+    assert not [n for n in files if n.endswith((".pyi", ".pyc", ".pxd", ".h", ".a"))]
+    assert not [n for n in files if "libonnxruntime.so" in n or "_multiarray_tests" in n]
+    metadata = [n for n in files if ".dist-info/" in n]
+    assert metadata and all("licenses/" in n or "LICENSE" in n for n in metadata)
+    expected = {
+        "slimbert/__init__.py",
+        "slimbert/errors.py",
+        "slimbert/runtime/handler.py",
+        "bundle/manifest.json",
+        "bundle/model_fp32.onnx",
+        "bundle/tokenizer.json",
+        "onnxruntime/__init__.py",
+        "tokenizers/__init__.py",
+        "numpy/__init__.py",
+    }
+    assert expected <= set(files)
+    assert any(n.startswith("onnxruntime/capi/onnxruntime_pybind11_state") for n in files)
+    assert any(n.startswith("numpy.libs/libscipy_openblas") for n in files)
+    code = [n for n in files if n.startswith("slimbert/")]
+    assert all(n.endswith(".py") for n in code)
+    assert {n.split("/")[1] for n in code} <= {"__init__.py", "errors.py", "runtime"}
+    assert report["stripped"]["onnxruntime"]["bytes"] > 30_000_000
+
+
+def test_size_report_adds_up(
+    lambda_package: tuple[Path, dict[str, Any]], tiny_bundle: Path
+) -> None:
+    zip_path, report = lambda_package
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+    components = {row["name"]: row for row in report["components"]}
+    assert set(RUNTIME_PINS) | {"bundle", "slimbert"} == set(components)
+    assert {components[n]["component"] for n in RUNTIME_PINS} == {"library"}
+    assert components["bundle"]["component"] == "model"
+    assert components["slimbert"]["component"] == "code"
+    total = report["total"]
+    for key in ("files", "unzipped_bytes", "zipped_bytes"):
+        assert total[key] == sum(row[key] for row in report["components"])
+    assert total["files"] == len(infos)
+    assert total["unzipped_bytes"] == sum(i.file_size for i in infos)
+    assert total["zipped_bytes"] == sum(i.compress_size for i in infos)
+    assert report["package_bytes"] == zip_path.stat().st_size
+    assert total["zipped_bytes"] + report["overhead_bytes"] == report["package_bytes"]
+    bundle_files = [p for p in tiny_bundle.iterdir() if p.is_file()]
+    assert components["bundle"]["files"] == len(bundle_files) == 3
+    assert components["bundle"]["unzipped_bytes"] == sum(p.stat().st_size for p in bundle_files)
+    assert report["limits"]["zip_ok"] and report["limits"]["unzipped_ok"]
+    assert report["package_bytes"] < 50 * 2**20 and total["unzipped_bytes"] < 250 * 2**20
+    stem = zip_path.with_suffix("")
+    assert json.loads(stem.with_name(stem.name + ".sizes.json").read_text()) == report
+    table = stem.with_name(stem.name + ".sizes.md").read_text()
+    assert "| onnxruntime | library |" in table and "**total**" in table
+
+
+def test_over_the_limit_names_the_biggest_component(
+    lambda_package: tuple[Path, dict[str, Any]], tiny_bundle: Path, tmp_path: Path
+) -> None:
+    # Unzipped: refused before any compression, so no zip is written.
+    options = PackageOptions(bundle=tiny_bundle, out=tmp_path, max_unzipped_mb=10)
+    with pytest.raises(SlimbertError, match=r"over the 10 MiB limit.*biggest component: numpy"):
+        build_package(options)
+    assert not list(tmp_path.glob("*.zip"))
+    # Zipped: the same check the build runs after compressing, on the real report.
+    _, report = lambda_package
+    tiny = {**report, "limits": {**report["limits"], "zip_ok": False, "max_zip_bytes": 1000}}
+    biggest = max(report["components"], key=lambda row: row["zipped_bytes"])["name"]
+    with pytest.raises(SlimbertError, match=rf"zipped, over the .* limit; biggest .*: {biggest}"):
+        pkg._check_limits(tiny)
+
+
+def test_bundle_with_changed_file_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "tokenizer.json").write_text("{}")
+    with pytest.raises(SlimbertError, match="does not match the sha256"):
+        build_package(PackageOptions(bundle=broken, out=tmp_path / "out"))
+    with pytest.raises(SlimbertError, match=r"manifest\.json is missing"):
+        build_package(PackageOptions(bundle=tmp_path, out=tmp_path / "out"))
+
+
+def test_sam_template(lambda_package: tuple[Path, dict[str, Any]]) -> None:
+    zip_path, report = lambda_package
+    path = zip_path.with_name("slimbert-aws-lambda-x86_64.template.yaml")
+    template = yaml.safe_load(path.read_text())
+    function = template["Resources"]["Function"]
+    props = function["Properties"]
+    assert function["Type"] == "AWS::Serverless::Function"
+    assert props["Handler"] == "slimbert.runtime.handler.lambda_handler"
+    assert props["Runtime"] == "python3.12" and props["Architectures"] == ["x86_64"]
+    assert props["CodeUri"] == zip_path.name
+    assert (props["MemorySize"], props["Timeout"]) == (1024, 30)
+    assert props["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}
+    assert props["Environment"]["Variables"]["SLIMBERT_THREADS"] == "1"
+    role = template["Resources"]["FunctionRole"]["Properties"]
+    (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}
+    assert template["Resources"]["FunctionLogGroup"]["Type"] == "AWS::Logs::LogGroup"
+    assert report["sha256"] in template["Description"]
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "cfn-lint"
+    )
+    if cfn_lint is None:
+        pytest.skip("cfn-lint is not installed (pip install cfn-lint)")
+    result = subprocess.run([cfn_lint, str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_arm64_package(tiny_bundle: Path, wheel_cache: Path, tmp_path: Path) -> None:
+    try:
+        ensure_wheels("arm64", wheel_cache)
+    except WheelDownloadError as exc:
+        pytest.skip(f"arm64 wheels unavailable: {exc}")
+    options = PackageOptions(bundle=tiny_bundle, out=tmp_path, arch="arm64", memory_mb=3538)
+    report = build_package(options)
+    with zipfile.ZipFile(tmp_path / "slimbert-aws-lambda-arm64.zip") as zf:
+        natives = [n for n in zf.namelist() if n.endswith("-linux-gnu.so")]
+    assert natives and all("aarch64" in n for n in natives)
+    assert report["limits"]["zip_ok"] and report["arch"] == "arm64"
+    template = yaml.safe_load((tmp_path / "slimbert-aws-lambda-arm64.template.yaml").read_text())
+    props = template["Resources"]["Function"]["Properties"]
+    assert props["Architectures"] == ["arm64"]
+    assert props["Environment"]["Variables"]["SLIMBERT_THREADS"] == "2"
+
+
+@pytest.fixture(scope="session")
+def gcp_package(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Path:
+    out = tmp_path_factory.mktemp("gcp-out")
+    build_package(PackageOptions(bundle=tiny_bundle, out=out, target="gcp-function"))
+    return out / "slimbert-gcp-function"
+
+
+def test_gcp_folder(gcp_package: Path, tiny_bundle: Path) -> None:
+    main = (gcp_package / "main.py").read_text()
+    assert "from slimbert.runtime.handler import gcp_handler" in main
+    assert "def predict(request)" in main and "return gcp_handler(request)" in main
+    compile(main, "main.py", "exec")
+    requirements = (gcp_package / "requirements.txt").read_text().split()
+    assert requirements == sorted(
+        [f"{n}=={v}" for n, v in RUNTIME_PINS.items()]
+        + [f"functions-framework=={pkg.FUNCTIONS_FRAMEWORK_PIN}"]
+    )
+    for name in ("manifest.json", "model_fp32.onnx", "tokenizer.json"):
+        assert sha256(gcp_package / "bundle" / name) == sha256(tiny_bundle / name)
+    assert (gcp_package / "slimbert" / "runtime" / "handler.py").is_file()
+    assert not list(gcp_package.rglob("__pycache__"))
+    report = json.loads((gcp_package.parent / "slimbert-gcp-function.sizes.json").read_text())
+    assert {row["name"] for row in report["components"]} == {"bundle", "slimbert", "entry point"}
+    # Rebuilding replaces the folder in one step and leaves no temporary folder behind.
+    build_package(PackageOptions(bundle=tiny_bundle, out=gcp_package.parent, target="gcp-function"))
+    assert sorted(p.name for p in gcp_package.parent.iterdir() if p.name.startswith(".")) == []
