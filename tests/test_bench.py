@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from slimbert.io import read_json  # noqa: E402
+from slimbert.io import read_json
 
 
 def test_sampler_bench_reports_every_variant(tiny_model: Path, tiny_data, tmp_path: Path) -> None:

@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_fixtures import LABELS
-from test_package import (  # noqa: F401 - session fixtures shared with the package tests
-    gcp_package,
-    lambda_package,
-    tiny_bundle,
-    wheel_cache,
-)
 
+from runtime_fixtures import LABELS
 from slimbert.errors import SlimbertError
 from slimbert.lambda_local import (
     LocalGcp,
@@ -31,6 +25,12 @@ from slimbert.lambda_local import (
     function_url_event,
     host_arch,
     rie_binary,
+)
+from test_package import (  # noqa: F401 - session fixtures shared with the package tests
+    gcp_package,
+    lambda_package,
+    tiny_bundle,
+    wheel_cache,
 )
 
 TEXTS = ["good great", "bad awful", "table chair"]
@@ -59,8 +59,8 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def local_lambda(
+    python312: Path,  # first: skip before building anything when 3.12 is missing
     lambda_package: tuple[Path, dict[str, Any]],  # noqa: F811
-    python312: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalLambda]:
     zip_path, _ = lambda_package
@@ -110,8 +110,8 @@ def test_lambda_runs_from_a_clean_read_only_style_task_folder(local_lambda: Loca
 
 
 def test_lambda_stop_ends_the_process_group(
-    lambda_package: tuple[Path, dict[str, Any]],  # noqa: F811
     python312: Path,
+    lambda_package: tuple[Path, dict[str, Any]],  # noqa: F811
 ) -> None:
     zip_path, _ = lambda_package
     with LocalLambda(zip_path, python=python312, env={"SLIMBERT_THREADS": "1"}) as function:
@@ -133,8 +133,8 @@ def test_lambda_refuses_a_zip_for_another_architecture(tmp_path: Path) -> None:
 
 
 def test_gcp_folder_under_functions_framework(
-    gcp_package: Path,  # noqa: F811
     python312: Path,
+    gcp_package: Path,  # noqa: F811
 ) -> None:
     try:
         function = LocalGcp(gcp_package, python=python312)

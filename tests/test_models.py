@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from slimbert.errors import ConfigError, ModelError  # noqa: E402
-from slimbert.models import TorchClassifier, resolve_model  # noqa: E402
+from slimbert.errors import ConfigError, ModelError
+from slimbert.models import TorchClassifier, resolve_model
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -36,9 +36,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# test_lambda_local.py imports these fixtures, and pytest then holds a second session-scoped
+# copy of each; building through this memo keeps it to one build per session.
+_BUILT: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_bundle(tmp_path_factory.mktemp("package-bundle") / "bundle")
+    if "bundle" not in _BUILT:
+        _BUILT["bundle"] = build_bundle(tmp_path_factory.mktemp("package-bundle") / "bundle")
+    return Path(_BUILT["bundle"])
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +63,13 @@ def lambda_package(
     tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, wheel_cache: Path
 ) -> tuple[Path, dict[str, Any]]:
     """The x86_64 Lambda zip of the tiny bundle and its size report."""
-    out = tmp_path_factory.mktemp("package-out")
-    options = PackageOptions(bundle=tiny_bundle, out=out, wheel_cache=wheel_cache)
-    report = build_package(options)
-    return out / "slimbert-aws-lambda-x86_64.zip", report
+    if "lambda" not in _BUILT:
+        out = tmp_path_factory.mktemp("package-out")
+        options = PackageOptions(bundle=tiny_bundle, out=out, wheel_cache=wheel_cache)
+        report = build_package(options)
+        _BUILT["lambda"] = (out / "slimbert-aws-lambda-x86_64.zip", report)
+    built: tuple[Path, dict[str, Any]] = _BUILT["lambda"]
+    return built
 
 
 def test_options_validate() -> None:
@@ -260,9 +270,11 @@ def test_arm64_package(tiny_bundle: Path, wheel_cache: Path, tmp_path: Path) -> 
 
 @pytest.fixture(scope="session")
 def gcp_package(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Path:
-    out = tmp_path_factory.mktemp("gcp-out")
-    build_package(PackageOptions(bundle=tiny_bundle, out=out, target="gcp-function"))
-    return out / "slimbert-gcp-function"
+    if "gcp" not in _BUILT:
+        out = tmp_path_factory.mktemp("gcp-out")
+        build_package(PackageOptions(bundle=tiny_bundle, out=out, target="gcp-function"))
+        _BUILT["gcp"] = out / "slimbert-gcp-function"
+    return Path(_BUILT["gcp"])
 
 
 def test_gcp_folder(gcp_package: Path, tiny_bundle: Path) -> None:

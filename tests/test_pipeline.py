@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from slimbert.errors import ConfigError  # noqa: E402
-from slimbert.pipeline import plan, read_pipeline, run_pipeline  # noqa: E402
+from slimbert.errors import ConfigError
+from slimbert.pipeline import plan, read_pipeline, run_pipeline
 
 FAST = {"epochs": 6, "patience": 6, "batch_size": 16, "lr": 3e-3, "max_length": 32}
 
@@ -117,7 +117,15 @@ def test_profile_overrides_and_bad_pipelines(tmp_path: Path, tiny_model: Path, t
 
 def test_builtin_sentiment_pipeline_parses_with_both_profiles() -> None:
     steps = read_pipeline("sentiment")
-    assert [s.stage for s in steps] == ["train", "label", "distill", "export", "eval"]
+    assert [s.stage for s in steps] == [
+        "train",
+        "label",
+        "distill",
+        "export",
+        "eval",
+        "package",
+        "invoke",
+    ]
     assert steps[2].options.student_layers == (0, 5)  # type: ignore[attr-defined]
     quick = read_pipeline("sentiment", profile="quick")
     assert str(quick[0].options.train).startswith("tweets3-quick:")  # type: ignore[attr-defined]

@@ -278,7 +278,9 @@ def _register_stages() -> None:
     from slimbert.evaluate import EvalOptions, markdown_table
     from slimbert.export import ExportOptions
     from slimbert.finetune import TrainOptions
+    from slimbert.invoke import InvokeOptions
     from slimbert.label import LabelOptions
+    from slimbert.package import PackageOptions
 
     @stage_command(TrainOptions, "train", "Fine-tune a classifier (the teacher) on a gold set.")
     def _train(options: Options) -> None:
@@ -314,6 +316,20 @@ def _register_stages() -> None:
             )
         out.print(sampler_markdown(report))
         out.print(f"results → {report['out']}")
+
+    @stage_command(
+        PackageOptions, "package", "Build an AWS Lambda zip or a Google function folder."
+    )
+    def _package(options: Options) -> None:
+        from slimbert.package import size_table
+
+        report = _run_stage("package", options)
+        out.print(size_table(report))
+
+    @stage_command(InvokeOptions, "invoke", "Invoke a Lambda zip through the local emulator.")
+    def _invoke(options: Options) -> None:
+        result = _run_stage("invoke", options)
+        out.print_json(data=result)
 
     @stage_command(
         ServingBenchOptions,
@@ -382,11 +398,63 @@ def run(
     for row in summary:
         table.add_row(row["step"], row["stage"], row["status"], f"{row.get('seconds', 0):.0f}")
     out.print(table)
-    evals = [r for r in summary if r["stage"] == "eval" and r["status"] == "ran"]
-    if evals:
-        from slimbert.evaluate import markdown_table
+    out.print(pipeline_summary(steps))
 
-        out.print(markdown_table(evals[-1]["result"]))
+
+def pipeline_summary(steps: list[Any]) -> str:
+    """One table of what a user judges a run by, read from the steps' outputs on disk."""
+    from slimbert.io import read_json
+
+    rows: list[tuple[str, str]] = []
+    for step in steps:
+        o = step.options
+        try:
+            if step.stage == "eval":
+                for m in read_json(Path(o.out or "eval").with_suffix(".json"))["models"]:
+                    rows.append(
+                        (f"test macro-F1 · {m['model']} ({m['kind']})", f"{m['macro_f1']:.4f}")
+                    )
+            elif step.stage == "export":
+                man = read_json(Path(o.out) / "manifest.json")
+                size = man["files"][man["model_file"]]["bytes"] / 1e6
+                gate = man.get("gate") or {}
+                rows.append(("bundle model", f"{man['model_file']} {size:.1f} MB"))
+                for variant in ("fp32", "qint8"):
+                    if gate.get(variant) and "macro_f1" in gate[variant]:
+                        rows.append(
+                            (
+                                f"validation macro-F1 · ONNX {variant}",
+                                f"{gate[variant]['macro_f1']:.4f}",
+                            )
+                        )
+            elif step.stage == "package":
+                for sizes in sorted(Path(o.out).glob("*.sizes.json")):
+                    rep = read_json(sizes)
+                    rows.append(
+                        (
+                            f"package {sizes.name.removesuffix('.sizes.json')}",
+                            f"{rep['package_bytes'] / 2**20:.1f} MiB zipped, "
+                            f"{rep['total']['unzipped_bytes'] / 2**20:.1f} MiB unzipped",
+                        )
+                    )
+            elif step.stage == "invoke":
+                inv = read_json(o.out)
+                rows.append(
+                    ("emulator cold start (first answer)", f"{inv['cold_start_ms']:.0f} ms")
+                )
+                rows.append(
+                    (
+                        "emulator warm latency p50 / p99 (client)",
+                        f"{inv['client_ms']['p50']:.1f} / {inv['client_ms']['p99']:.1f} ms",
+                    )
+                )
+                if inv.get("peak_rss_mb"):
+                    rows.append(("function peak RSS", f"{inv['peak_rss_mb']:.0f} MB"))
+        except (OSError, KeyError, ValueError):
+            continue
+    width = max((len(k) for k, _ in rows), default=0)
+    lines = ["", "Summary", *(f"  {k.ljust(width)}  {v}" for k, v in rows)]
+    return "\n".join(lines) + "\n"
 
 
 @data_app.command("prepare")

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,7 @@ class _Entry:
     wheel: Path | None = None  # ... or a member of a wheel
     member: str | None = None
     data: bytes | None = None  # ... or generated content
+    wheel_size: int = 0  # a wheel member's size, known without reading it
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -162,8 +164,10 @@ def default_wheel_cache() -> Path:
 def build_package(options: PackageOptions, *, code_root: Path | None = None) -> dict[str, Any]:
     """Build the package that ``options`` describe and return its size report.
 
-    ``code_root`` is the folder holding the ``slimbert`` package whose runtime source is shipped;
-    it defaults to the installed package (tests pass a stand-in).
+    The report is also written as ``<stem>.sizes.json`` and ``.sizes.md`` beside the package.
+    Over a size limit it is still written, the package is not, and :class:`SlimbertError`
+    names the biggest component. ``code_root`` is the folder holding the ``slimbert`` package
+    whose runtime source is shipped; it defaults to the installed package.
     """
     root = Path(code_root) if code_root is not None else Path(slimbert.__file__).parent.parent
     code = _code_entries(root)
@@ -181,7 +185,7 @@ def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict
     entries = sorted(libraries + own, key=lambda e: e.arcname)
     _reject_duplicates(entries)
     zip_path = out / f"{options.stem}.zip"
-    # Fail before spending a minute on compression when the files cannot fit unzipped anyway.
+    # Fail before compressing (the slow part) when the files cannot fit unzipped anyway.
     unzipped = sum(_size(e) for e in entries)
     if unzipped > options.max_unzipped_mb * MIB:
         sizes = _components({e.arcname: (_size(e), 0) for e in entries}, entries)
@@ -198,7 +202,8 @@ def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict
         report["sha256"] = sha256_file(tmp)
         _write_report(out, options, report)
         _check_limits(report)
-    _write_sam_template(out / f"{options.stem}.template.yaml", options, zip_path.name, report)
+    with atomic_open(out / f"{options.stem}.template.yaml") as fh:
+        fh.write(sam_template(options, zip_path.name, report["sha256"]))
     return report
 
 
@@ -322,7 +327,14 @@ def _wheel_entries(wheels: Iterable[Path]) -> tuple[list[_Entry], dict[str, dict
                     gone["bytes"] += info.file_size
                     continue
                 entries.append(
-                    _Entry(info.filename, "library", dist, wheel=wheel, member=info.filename)
+                    _Entry(
+                        info.filename,
+                        "library",
+                        dist,
+                        wheel=wheel,
+                        member=info.filename,
+                        wheel_size=info.file_size,
+                    )
                 )
     return entries, stripped
 
@@ -332,9 +344,7 @@ def _size(entry: _Entry) -> int:
         return len(entry.data)
     if entry.path is not None:
         return entry.path.stat().st_size
-    assert entry.wheel is not None and entry.member is not None
-    with zipfile.ZipFile(entry.wheel) as whl:
-        return whl.getinfo(entry.member).file_size
+    return entry.wheel_size
 
 
 def _reject_duplicates(entries: list[_Entry]) -> None:
@@ -346,11 +356,13 @@ def _reject_duplicates(entries: list[_Entry]) -> None:
 # -- the wheel cache and its lock files ------------------------------------------------------
 
 
+def _templates() -> Path:
+    return Path(str(importlib.resources.files("slimbert") / "templates"))
+
+
 def lock_path(arch: str) -> Path:
     """The lock file shipped with slimbert for ``arch``."""
-    return Path(str(importlib.resources.files("slimbert") / "templates")) / (
-        f"requirements-{arch}.lock"
-    )
+    return _templates() / f"requirements-{arch}.lock"
 
 
 def read_lock(arch: str) -> dict[str, tuple[str, set[str]]]:
@@ -619,97 +631,26 @@ def lambda_threads(memory_mb: int) -> int:
     return max(1, min(6, memory_mb // 1769))
 
 
-def sam_template(options: PackageOptions, code_uri: str, sha256: str = "") -> dict[str, Any]:
-    """An AWS SAM template: the function, a URL with IAM auth, a role that only writes logs."""
-    log_group_arn = {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}
-    return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Transform": "AWS::Serverless-2016-10-31",
-        "Description": f"slimbert function {options.name} ({options.arch}), built by slimbert "
-        f"{slimbert.__version__}; package sha256 {sha256 or 'n/a'}",
-        "Parameters": {
-            "LogRetentionDays": {
-                "Type": "Number",
-                "Default": 14,
-                "AllowedValues": [1, 3, 5, 7, 14, 30, 60, 90, 180, 365],
-            },
-        },
-        "Resources": {
-            # Created explicitly so its retention is ours and the role can name it exactly.
-            "FunctionLogGroup": {
-                "Type": "AWS::Logs::LogGroup",
-                "Properties": {"RetentionInDays": {"Ref": "LogRetentionDays"}},
-            },
-            "FunctionRole": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "AssumeRolePolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "lambda.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                            }
-                        ],
-                    },
-                    "Policies": [
-                        {
-                            "PolicyName": "write-own-logs",
-                            "PolicyDocument": {
-                                "Version": "2012-10-17",
-                                "Statement": [
-                                    {
-                                        "Effect": "Allow",
-                                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                                        "Resource": log_group_arn,
-                                    }
-                                ],
-                            },
-                        }
-                    ],
-                },
-            },
-            "Function": {
-                "Type": "AWS::Serverless::Function",
-                "Properties": {
-                    "PackageType": "Zip",
-                    "CodeUri": code_uri,
-                    "Handler": LAMBDA_HANDLER,
-                    "Runtime": f"python{options.python}",
-                    "Architectures": [options.arch],
-                    "MemorySize": options.memory_mb,
-                    "Timeout": options.timeout_s,
-                    "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
-                    "LoggingConfig": {"LogGroup": {"Ref": "FunctionLogGroup"}},
-                    "Environment": {
-                        "Variables": {
-                            "SLIMBERT_THREADS": str(lambda_threads(options.memory_mb)),
-                            "SLIMBERT_LOG_LEVEL": "INFO",
-                        }
-                    },
-                    # AWS_IAM: callers sign requests. Use NONE only behind your own auth.
-                    "FunctionUrlConfig": {"AuthType": "AWS_IAM"},
-                },
-            },
-        },
-        "Outputs": {
-            "FunctionArn": {"Value": {"Fn::GetAtt": ["Function", "Arn"]}},
-            "FunctionUrl": {"Value": {"Fn::GetAtt": ["FunctionUrl", "FunctionUrl"]}},
-        },
-    }
+def sam_template(options: PackageOptions, zip_name: str, sha256: str = "n/a") -> str:
+    """The AWS SAM template (``templates/sam-template.yaml``) filled in for ``options``.
 
-
-def _write_sam_template(
-    path: Path, options: PackageOptions, code_uri: str, report: dict[str, Any]
-) -> None:
-    import yaml
-
-    text = yaml.safe_dump(
-        sam_template(options, code_uri, report.get("sha256", "")), sort_keys=False, width=100
+    The function, its URL with IAM auth, a log group with retention, and a role that may only
+    write to that log group.
+    """
+    text = (_templates() / "sam-template.yaml").read_text(encoding="utf-8")
+    return string.Template(text).substitute(
+        zip_name=zip_name,
+        template_name=Path(zip_name).stem + ".template.yaml",
+        name=options.name,
+        arch=options.arch,
+        version=slimbert.__version__,
+        sha256=sha256,
+        handler=LAMBDA_HANDLER,
+        python=options.python,
+        memory_mb=options.memory_mb,
+        timeout_s=options.timeout_s,
+        threads=lambda_threads(options.memory_mb),
     )
-    with atomic_open(path) as fh:
-        fh.write(f"# Deploy: sam deploy --guided --template-file {path.name}\n{text}")
 
 
 __all__ = [

@@ -49,13 +49,17 @@ def stages() -> dict[str, Stage]:
     from slimbert.evaluate import EvalOptions, evaluate_models
     from slimbert.export import ExportOptions, export_model
     from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.invoke import InvokeOptions, invoke_package
     from slimbert.label import LabelOptions, label_corpus
+    from slimbert.package import PackageOptions, build_package
 
     return {
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
         "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), clear_stale=True),
         "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
         "export": Stage(ExportOptions, export_model, lambda o: Path(o.out)),
+        "package": Stage(PackageOptions, build_package, lambda o: Path(o.out)),
+        "invoke": Stage(InvokeOptions, invoke_package, lambda o: Path(o.out)),
         "eval": Stage(
             EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
         ),
@@ -180,7 +184,9 @@ def is_current(step: Step) -> bool:
 def _mentions(value: Any, path: Path) -> bool:
     if isinstance(value, list):
         return any(_mentions(v, path) for v in value)
-    return isinstance(value, str) and bool(value) and Path(value) == path
+    if not isinstance(value, str) or not value:
+        return False
+    return Path(value) == path or path in Path(value).parents
 
 
 def plan(steps: list[Step]) -> list[bool]:

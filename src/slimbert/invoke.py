@@ -1,0 +1,105 @@
+"""Stage ``invoke``: prove a Lambda zip works by invoking it as Lambda would, on this machine.
+
+The zip is unzipped into a clean folder and served by the AWS Lambda Runtime Interface
+Emulator + ``awslambdaric`` on Python 3.12 (``slimbert.lambda_local``). The first request is
+the cold start; then ``requests`` real texts are sent one at a time as function-URL events,
+and a malformed request checks that the function answers 400 and keeps serving. The answers
+are compared with the bundle's own predictions in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from slimbert.config import Options, check
+from slimbert.errors import SlimbertError
+from slimbert.io import write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class InvokeOptions(Options):
+    stage: ClassVar[str] = "invoke"
+
+    package: Path = Path("runs/package/slimbert-aws-lambda-x86_64.zip")
+    bundle: Path | None = None  # when given, answers are checked against it
+    data: str = "tweets3:test"
+    text_column: str = "text"
+    requests: int = 50
+    out: Path = Path("runs/invoke.json")
+
+    def validate(self) -> None:
+        check(self.requests >= 1, "requests must be at least 1")
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of ``pid``'s process tree's largest member, in MB."""
+    peak = None
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                kb = int(line.split()[1])
+                peak = max(peak or 0.0, kb / 1024)
+        stack.extend(int(c) for c in children)
+    return peak
+
+
+def invoke_package(options: InvokeOptions) -> dict[str, Any]:
+    from slimbert.data import load_texts
+    from slimbert.lambda_local import LocalLambda, function_url_event
+
+    texts = load_texts(options.data, text_column=options.text_column, label_column=None).texts
+    texts = texts[: options.requests]
+    answers: list[str] = []
+    client_ms: list[float] = []
+    function_ms: list[float] = []
+    with LocalLambda(options.package) as fn:
+        first, cold_ms = fn.invoke(function_url_event({"text": texts[0]}))
+        if first.get("statusCode") != 200:
+            raise SlimbertError(f"the function's first answer was {first}", hint=fn.log_tail())
+        for text in texts:
+            answer, ms = fn.invoke(function_url_event({"text": text}))
+            body = json.loads(answer["body"])
+            answers.append(body["predictions"][0]["label"])
+            client_ms.append(ms)
+            function_ms.append(body["timing_ms"]["total"])
+        bad, _ = fn.invoke(function_url_event("{not json"))
+        after_bad, _ = fn.invoke(function_url_event({"text": texts[0]}))
+        rss = peak_rss_mb(fn.pid) if fn.pid else None
+    result: dict[str, Any] = {
+        "package": str(options.package),
+        "package_mb": options.package.stat().st_size / 1e6,
+        "requests": len(texts),
+        "cold_start_ms": cold_ms,
+        "cold_start_process_ms": (fn.cold_start_s or 0) * 1e3,
+        "client_ms": _q(client_ms),
+        "function_ms": _q(function_ms),
+        "bad_request_status": bad.get("statusCode"),
+        "serves_after_bad_request": after_bad.get("statusCode") == 200,
+        "peak_rss_mb": rss,
+    }
+    if options.bundle is not None:
+        from slimbert.runtime import load_bundle
+
+        expected = [p["label"] for p in load_bundle(options.bundle).predict(texts)]
+        result["agreement_with_bundle"] = float(
+            np.mean([a == e for a, e in zip(answers, expected, strict=True)])
+        )
+    write_json(options.out, result)
+    return result
+
+
+def _q(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)} | {"mean": float(a.mean())}
