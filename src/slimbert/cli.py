@@ -398,7 +398,7 @@ def run(
     for row in summary:
         table.add_row(row["step"], row["stage"], row["status"], f"{row.get('seconds', 0):.0f}")
     out.print(table)
-    out.print(pipeline_summary(steps))
+    out.print(pipeline_summary(steps), soft_wrap=True, highlight=False)
 
 
 def pipeline_summary(steps: list[Any]) -> str:

@@ -44,7 +44,12 @@ def peak_rss_mb(pid: int) -> float | None:
         current = stack.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            # A child belongs to the thread that forked it: read every thread's list.
+            children = [
+                c
+                for t in Path(f"/proc/{current}/task").iterdir()
+                for c in (t / "children").read_text().split()
+            ]
         except OSError:
             continue
         for line in status.splitlines():

@@ -4,7 +4,7 @@ A pipeline file lists steps; each step names a stage and gives that stage's opti
 same names as the CLI and the Python API. ``vars`` are substituted into strings (``${workdir}``)
 and ``profiles`` hold overrides (``--quick`` applies ``profiles.quick``).
 
-A step writes ``<out>/slimbert-step.json`` when it finishes, holding a stamp: the hash of its
+A step writes ``<out>.step.json`` beside its output when it finishes, holding a stamp: the hash of its
 options and of the stamps (or sizes and times) of its inputs. A step whose stamp matches is
 current and skipped; changing an option or re-running an upstream step makes it stale.
 """
@@ -30,7 +30,7 @@ from slimbert.errors import ConfigError
 from slimbert.io import read_json, write_json
 
 log = logging.getLogger(__name__)
-STAMP_FILE = "slimbert-step.json"
+STAMP_SUFFIX = ".step.json"
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,8 @@ def _substitute(value: Any, variables: Mapping[str, str], where: str) -> Any:
 
 
 def _stamp_path(out: Path) -> Path:
-    return out / STAMP_FILE if out.suffix == "" else out.with_name(out.name + ".step.json")
+    # Beside the output, never inside it: a bundle or silver folder holds only its own files.
+    return out.with_name(out.name + STAMP_SUFFIX)
 
 
 def _input_fingerprint(value: Any) -> Any:

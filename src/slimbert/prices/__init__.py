@@ -199,8 +199,12 @@ def _hint(key: str, known: set[str]) -> str:
 class _Entry:
     """Typed reads from one entry, with errors that name the file and the full key."""
 
-    def __init__(self, data: Mapping[str, Any], where: str, prefix: str, known: set[str]) -> None:
+    def __init__(
+        self, data: Mapping[Any, Any], where: str, prefix: str, known: set[str] | None
+    ) -> None:
         self.data, self.where, self.prefix = data, where, prefix
+        if known is None:  # free-form keys (memory sizes)
+            return
         for key in data:
             if key not in known and key != "overridden_by":
                 raise self.error(str(key), "is not a known field", _hint(str(key), known))
@@ -239,13 +243,13 @@ class _Entry:
             )
         return source, as_of
 
-    def mapping(self, field: str) -> _Entry | None:
+    def mapping(self, field: str, known: set[str] | None) -> _Entry | None:
         value = self.data.get(field)
         if value is None:
             return None
         if not isinstance(value, dict):
             raise self.error(field, f"must be a mapping, got {value!r}")
-        return _Entry(value, self.where, f"{self.prefix}.{field}", set(map(str, value)))
+        return _Entry(value, self.where, f"{self.prefix}.{field}", known)
 
 
 def _platform(key: str, data: Mapping[str, Any], where: str) -> Platform:
@@ -254,7 +258,7 @@ def _platform(key: str, data: Mapping[str, Any], where: str) -> Platform:
     init_billed = data.get("init_billed")
     if not isinstance(init_billed, bool):
         raise e.error("init_billed", f"must be true or false, got {init_billed!r}")
-    memory = e.mapping("memory_mb")
+    memory = e.mapping("memory_mb", {"min", "max", "sizes"})
     if memory is None:
         raise e.error("memory_mb", "is missing", hint="{min: 128, max: 10240} or {sizes: [...]}")
     sizes: tuple[int, ...] | None = None
@@ -268,20 +272,18 @@ def _platform(key: str, data: Mapping[str, Any], where: str) -> Platform:
         low, high = int(memory.number("min", positive=True)), int(memory.number("max"))
         if high < low:
             raise memory.error("max", f"must be at least min ({low}), got {high}")
-    cpu = e.mapping("cpu")
+    cpu = e.mapping("cpu", {"unit", "per_second", "by_memory_mb"})
     cpu_price = None
     if cpu is not None:
-        table = cpu.mapping("by_memory_mb")
+        table = cpu.mapping("by_memory_mb", None)
         if table is None or not table.data:
             raise cpu.error("by_memory_mb", "is missing", hint="{128: 0.2, 256: 0.4, ...}")
         for size in table.data:
             if not _is_mb(size):
                 raise table.error(str(size), "is not a memory size in MB")
-        pairs = tuple(
-            sorted((int(s), table.number(str(s)) if False else _cpu(table, s)) for s in table.data)
-        )
+        pairs = tuple(sorted((int(size), _cpu(table, size)) for size in table.data))
         cpu_price = CpuPrice(cpu.text("unit"), cpu.number("per_second"), pairs)
-    free = e.mapping("free_tier")
+    free = e.mapping("free_tier", {"gb_seconds", "cpu_seconds", "requests"})
     free_tier = FreeTier()
     if free is not None:
         free_tier = FreeTier(
