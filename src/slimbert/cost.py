@@ -582,7 +582,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
         "# Serverless cost",
         "",
         f"Durations from {source}. {n:,.0f} requests a month; cold starts "
-        + (f"{cold:.2%} of requests" if cold else "ignored")
+        + (f"{cold:.2%} of requests, billing INIT where the platform does" if cold else "ignored")
         + f"; free tier {'applied' if opts['free_tier'] else 'off'}.",
         f"Compared with {vm['name']}: {_usd(vm['monthly_usd'])} a month "
         f"(as of {vm['as_of']}, {vm['source']}).",
@@ -590,7 +590,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
     for key, entry in result["platforms"].items():
         lines += [
             "",
-            f"## {entry['name']} (`{key}`)",
+            f"## {entry['name']} — `{key}`",
             "",
             f"Prices as of {entry['as_of']} from {entry['source']}"
             + (f", overridden by `{entry['overridden_by']}`" if entry["overridden_by"] else "")

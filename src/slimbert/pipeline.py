@@ -4,8 +4,8 @@ A pipeline file lists steps; each step names a stage and gives that stage's opti
 same names as the CLI and the Python API. ``vars`` are substituted into strings (``${workdir}``)
 and ``profiles`` hold overrides (``--quick`` applies ``profiles.quick``).
 
-A step writes ``<out>.step.json`` beside its output when it finishes, holding a stamp: the hash of its
-options and of the stamps (or sizes and times) of its inputs. A step whose stamp matches is
+A step writes ``<out>.step.json`` beside its output when it finishes, holding a stamp: the
+hash of its options and of the stamps (or sizes and times) of its inputs. A step whose stamp matches is
 current and skipped; changing an option or re-running an upstream step makes it stale.
 """
 
