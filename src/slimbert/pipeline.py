@@ -5,8 +5,9 @@ same names as the CLI and the Python API. ``vars`` are substituted into strings 
 and ``profiles`` hold overrides (``--quick`` applies ``profiles.quick``).
 
 A step writes ``<out>.step.json`` beside its output when it finishes, holding a stamp: the
-hash of its options and of the stamps (or sizes and times) of its inputs. A step whose stamp matches is
-current and skipped; changing an option or re-running an upstream step makes it stale.
+hash of its options and of the stamps (or sizes and times) of its inputs. A step whose stamp
+matches is current and skipped; changing an option or re-running an upstream step makes it
+stale.
 """
 
 from __future__ import annotations
