@@ -180,6 +180,10 @@ def test_user_price_file_overrides_an_entry_and_adds_one(tmp_path: Path) -> None
     cost = cost_per_million(LAMBDA, 1024, 100.0, prices=table)
     assert cost["total_usd"] == pytest.approx(1e5 * 0.00002 + 0.20)
 
+    # A size table is replaced whole, not merged with the packaged one.
+    user.write_text("platforms:\n  gcp-functions-gen1:\n    memory_mb: {min: 128, max: 8192}\n")
+    assert load_prices(user).platform(GEN1).billed_memory_mb(1000) == 1000
+
 
 @pytest.mark.parametrize(
     ("text", "message"),
@@ -225,8 +229,10 @@ def test_results_reader_tolerates_quantiles_only(results_file: Path) -> None:
         results.memory[2048].durations_ms))  # fmt: skip
     bad = results_file.with_name("bad.json")
     bad.write_text('{"memory": {"1024": {"p50": "fast"}}}', encoding="utf-8")
-    with pytest.raises(DataError, match="bad.json"):
+    with pytest.raises(DataError, match=r"bad\.json"):
         read_results(bad)
+    with pytest.raises(DataError, match="no such results file"):
+        read_results(bad.with_name("missing.json"))
 
 
 def test_run_cost_writes_json_and_markdown(results_file: Path, tmp_path: Path) -> None:

@@ -274,6 +274,7 @@ def _print_fit(result: dict[str, Any]) -> None:
 def _register_stages() -> None:
     from slimbert.bench_serving import ServingBenchOptions
     from slimbert.benchmarks import SamplerBenchOptions
+    from slimbert.cost import CostOptions
     from slimbert.distill import DistillOptions
     from slimbert.evaluate import EvalOptions, markdown_table
     from slimbert.export import ExportOptions
@@ -325,6 +326,12 @@ def _register_stages() -> None:
 
         report = _run_stage("package", options)
         out.print(size_table(report))
+
+    @stage_command(CostOptions, "cost", "Cost per 1M predictions and per month, against a VM.")
+    def _cost(options: Options) -> None:
+        from slimbert.cost import markdown_report, run_cost
+
+        out.print(markdown_report(run_cost(options)), soft_wrap=True)  # type: ignore[arg-type]
 
     @stage_command(InvokeOptions, "invoke", "Invoke a Lambda zip through the local emulator.")
     def _invoke(options: Options) -> None:

@@ -286,20 +286,21 @@ def cheapest_memory(
         durations = np.asarray(entry["durations_ms"], dtype=float)
         p99 = float(entry["p99_ms"]) if entry.get("p99_ms") is not None else _p99(durations)
         row: dict[str, Any] = {"memory_mb": int(mb), "p99_ms": p99, "meets": p99 <= p99_target_ms}
-        try:
-            cost = cost_per_million(
-                p,
-                int(mb),
-                durations,
-                cold_start_rate=cold_start_rate,
-                init_ms=init_ms if init_ms is not None else entry.get("init_ms"),
-                free_tier=free_tier,
-                requests_per_month=requests_per_month,
-            )
-            row["cost_per_million_usd"] = cost["total_usd"]
-        except ConfigError as exc:  # a size this platform does not offer
-            row.update(meets=False, cost_per_million_usd=None, skipped=exc.message)
         candidates.append(row)
+        unavailable = _unavailable(p, int(mb))
+        if unavailable:
+            row.update(meets=False, cost_per_million_usd=None, skipped=unavailable)
+            continue
+        cost = cost_per_million(
+            p,
+            int(mb),
+            durations,
+            cold_start_rate=cold_start_rate,
+            init_ms=init_ms if init_ms is not None else entry.get("init_ms"),
+            free_tier=free_tier,
+            requests_per_month=requests_per_month,
+        )
+        row["cost_per_million_usd"] = cost["total_usd"]
     ok = [c for c in candidates if c["meets"]]
     if not ok:
         measured = [c for c in candidates if "skipped" not in c]
@@ -318,6 +319,15 @@ def cheapest_memory(
 
 def _p99(durations: np.ndarray) -> float:
     return float(np.percentile(durations, 99))
+
+
+def _unavailable(p: Platform, memory_mb: int) -> str | None:
+    """Why ``p`` has no such memory size, or None when it has."""
+    try:
+        p.billed_memory_mb(memory_mb)
+    except ConfigError as exc:
+        return exc.message
+    return None
 
 
 # -- benchmark results ----------------------------------------------------------------------
@@ -401,7 +411,7 @@ def _measurement(mb: int, entry: Mapping[str, Any], where: str) -> Measurement:
 
 
 def _ms(value: Any, field: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
         raise DataError(f"{field}: {value!r} is not a duration in ms", path=where)
     return float(value)
 
@@ -522,17 +532,18 @@ def _platform_keys(
 ) -> list[str]:
     measured_on = results.platform if results else None
     if choice is None and measured_on in table.platforms:
-        assert measured_on is not None
-        return [measured_on]
-    if choice is None or choice == "all":
-        if measured_on:
-            notes.append(
-                f"durations were measured on {measured_on}; other platforms are priced as if "
-                "the function ran as fast there, which their different CPU per memory size "
-                "does not promise"
-            )
-        return list(table.platforms)
-    return [table.platform(choice).key]
+        keys = [str(measured_on)]
+    elif choice is None or choice == "all":
+        keys = list(table.platforms)
+    else:
+        keys = [table.platform(choice).key]
+    if measured_on and any(key != measured_on for key in keys):
+        notes.append(
+            f"durations were measured on {measured_on}; other platforms are priced as if the "
+            "function ran as fast there, which their different CPU per memory size does not "
+            "promise"
+        )
+    return keys
 
 
 def _row(
@@ -547,12 +558,12 @@ def _row(
         "init_ms": m["init_ms"],
         "free_tier": options.free_tier,
     }
-    try:
-        per_m = cost_per_million(
-            p, mb, m["durations_ms"], requests_per_month=options.requests_per_month, **costs
-        )
-    except ConfigError as exc:  # a size the platform does not offer
-        return {"memory_mb": mb, "skipped": exc.message}
+    unavailable = _unavailable(p, mb)
+    if unavailable:
+        return {"memory_mb": mb, "skipped": unavailable}
+    per_m = cost_per_million(
+        p, mb, m["durations_ms"], requests_per_month=options.requests_per_month, **costs
+    )
     monthly = per_m["total_usd"] * options.requests_per_month / 1e6
     rps = break_even_rps(p, mb, m["durations_ms"], vm=vm_usd, **costs)
     return {
@@ -563,6 +574,10 @@ def _row(
         "vs_vm": monthly / vm_usd if vm_usd > 0 else None,
         "break_even_rps": rps if math.isfinite(rps) else None,  # None: never (JSON has no inf)
     }
+
+
+def _times(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
 
 
 def _usd(x: float) -> str:
@@ -609,7 +624,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
             lines.append(
                 f"| {row['memory_mb']} | {row['billed_memory_mb']} | {row['mean_billed_ms']:.1f} "
                 f"| {row['p99_ms']:.1f}{mark} | {_usd(row['total_usd'])} "
-                f"| {_usd(row['monthly_usd'])} | {row['vs_vm']:.2f}× "
+                f"| {_usd(row['monthly_usd'])} | {_times(row['vs_vm'])} "
                 f"| {'never' if rps is None else f'{rps:.3g}'} |"
             )
         best = entry["cheapest"]

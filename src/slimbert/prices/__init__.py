@@ -8,9 +8,11 @@ instead of producing a wrong bill.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from importlib import resources
@@ -29,6 +31,8 @@ _PLATFORM_FIELDS = {
 _VM_FIELDS = {"name", "source", "as_of", "region", "notes", "monthly_usd", "hourly_usd"}
 _TOP_FIELDS = {"reference_vm", "platforms", "vms"}
 _AS_OF = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
+# Tables replaced whole by an override: merging two size lists would describe neither.
+_REPLACED = {"memory_mb", "by_memory_mb"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +127,7 @@ def _pick(table: Mapping[str, Any], key: str, kind: str) -> Any:
 
 def load_prices(user_file: str | Path | None = None) -> PriceTable:
     """The packaged price table, with ``user_file``'s entries merged over it by key."""
-    text = (resources.files("slimbert") / "prices" / "prices.yaml").read_text("utf-8")
-    doc = _parse(text, BUILTIN)
+    doc = copy.deepcopy(_builtin())
     origin = {
         f"{section}.{key}": BUILTIN for section in ("platforms", "vms") for key in doc[section]
     }
@@ -162,6 +165,12 @@ def load_prices(user_file: str | Path | None = None) -> PriceTable:
     return PriceTable(platforms, vms, reference, tuple(files))
 
 
+@functools.cache
+def _builtin() -> dict[str, Any]:
+    text = (resources.files("slimbert") / "prices" / "prices.yaml").read_text("utf-8")
+    return _parse(text, BUILTIN)
+
+
 def _parse(text: str, where: str, partial: bool = False) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(text)
@@ -185,9 +194,9 @@ def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]
     merged = dict(base)
     for key, value in update.items():
         old = merged.get(key)
-        merged[key] = (
-            _merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
-        )
+        if isinstance(old, dict) and isinstance(value, dict) and key not in _REPLACED:
+            value = _merge(old, value)
+        merged[key] = value
     return merged
 
 
