@@ -94,12 +94,9 @@ def run_sampler_bench(options: SamplerBenchOptions, reporter: Any = None) -> dic
             max_length=options.max_length,
             seed=options.seed,
         )
-        settings = FitSettings(
-            lr=options.lr,
-            batch_size=options.batch_size,
-            epochs=options.epochs,
+        settings = FitSettings.from_options(
+            options,
             patience=options.epochs,  # no early stop: every variant trains as long
-            seed=options.seed,
             balance=switches["balance"],
             bucket=switches["bucket"],
         )

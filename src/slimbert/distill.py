@@ -82,21 +82,7 @@ def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
         max_length=options.max_length,
         seed=options.seed,
     )
-    settings = FitSettings(
-        lr=options.lr,
-        batch_size=options.batch_size,
-        epochs=options.epochs,
-        patience=options.patience,
-        weight_decay=options.weight_decay,
-        warmup_ratio=options.warmup_ratio,
-        micro_batch_size=options.micro_batch_size,
-        balance=options.balance,
-        bucket=options.bucket,
-        seed=options.seed,
-        loss=options.loss,
-        temperature=options.temperature,
-        alpha=options.alpha,
-    )
+    settings = FitSettings.from_options(options)
     result = fit(
         clf,
         train,

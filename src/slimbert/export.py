@@ -45,7 +45,7 @@ import numpy as np
 
 from slimbert.config import Options, check
 from slimbert.errors import ConfigError, DataError, ModelError
-from slimbert.io import read_json, sha256_file, write_json
+from slimbert.io import atomic_dir, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -746,9 +746,8 @@ def _write_bundle(
     graph = onnx.load(str(model), load_external_data=False)
     initializers = {t.name for t in graph.graph.initializer}
     opset = next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would follow the bundle into a deployment package
-    try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as tmp:
         os.replace(model, tmp / model.name)
         shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
         files = {
@@ -778,14 +777,4 @@ def _write_bundle(
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return manifest

@@ -96,18 +96,7 @@ def train_classifier(options: TrainOptions, reporter: Any = None) -> dict[str, A
         max_length=options.max_length,
         seed=options.seed,
     )
-    settings = FitSettings(
-        lr=options.lr,
-        batch_size=options.batch_size,
-        epochs=options.epochs,
-        patience=options.patience,
-        weight_decay=options.weight_decay,
-        warmup_ratio=options.warmup_ratio,
-        micro_batch_size=options.micro_batch_size,
-        balance=options.balance,
-        bucket=options.bucket,
-        seed=options.seed,
-    )
+    settings = FitSettings.from_options(options)
     result = fit(clf, train, validation, settings, options.out, reporter=reporter)
     best = TorchClassifier.load(options.out)
     report = {

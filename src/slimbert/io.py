@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -59,6 +61,28 @@ def make_temp_dir(target: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700 folders
     return tmp
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces ``target`` (the old one is removed).
+
+    A crash at any point leaves either the previous ``target`` or the new one, never a mix.
+    """
+    target = Path(target)
+    tmp = make_temp_dir(target)
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{time.time_ns()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ import torch
 from torch import nn
 
 from slimbert.errors import ConfigError, ModelError
-from slimbert.io import make_temp_dir, read_json, write_json
+from slimbert.io import atomic_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +217,7 @@ class TorchClassifier:
     def save(self, out: str | Path) -> Path:
         """Write the model atomically: into a temporary folder, renamed over ``out``."""
         out = Path(out)
-        tmp = make_temp_dir(out)
-        try:
+        with atomic_dir(out) as tmp:
             if isinstance(self.module, GRUHead):
                 from safetensors.torch import save_file
 
@@ -235,16 +232,6 @@ class TorchClassifier:
                 self.module.save_pretrained(tmp)  # type: ignore[operator]
             self.tokenizer.save_pretrained(tmp)
             write_json(tmp / META_FILE, self.meta.to_dict())
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return out
 
     @classmethod

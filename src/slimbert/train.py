@@ -9,6 +9,7 @@ Distillation only changes the loss (see ``slimbert.losses``), so it reuses this 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -45,6 +46,13 @@ class FitSettings:
     loss: LossMode = "hard"
     temperature: float = 2.0
     alpha: float = 0.5
+
+    @classmethod
+    def from_options(cls, options: Any, **overrides: Any) -> FitSettings:
+        """Take every setting a stage's options share with the loop, by name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {n: getattr(options, n) for n in names if hasattr(options, n)}
+        return cls(**{**values, **overrides})
 
 
 class Reporter(Protocol):
