@@ -35,9 +35,15 @@ test: lint
 test-all: lint
 	$(BIN)/pytest -q -m ''
 
-## Benchmarks: JSON + Markdown under bench/results/<timestamp>/.
+## Benchmarks: JSON + Markdown under bench/results/<timestamp>/, then the report and the
+## README's results table. The serving and Lambda benchmarks measure the demo's outputs
+## (the pipeline step is skipped when they are current).
 bench: $(STAMP)
+	$(BIN)/slimbert run sentiment
 	$(BIN)/slimbert bench sampler
+	$(BIN)/slimbert bench serving --bundle runs/sentiment/bundle --teacher runs/sentiment/teacher
+	$(BIN)/slimbert bench lambda --package runs/sentiment/package/slimbert-aws-lambda-x86_64.zip --teacher runs/sentiment/teacher
+	$(BIN)/slimbert report --readme README.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
