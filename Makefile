@@ -43,7 +43,7 @@ bench: $(STAMP)
 	$(BIN)/slimbert bench sampler
 	$(BIN)/slimbert bench serving --bundle runs/sentiment/bundle --teacher runs/sentiment/teacher
 	$(BIN)/slimbert bench lambda --package runs/sentiment/package/slimbert-aws-lambda-x86_64.zip --teacher runs/sentiment/teacher
-	$(BIN)/slimbert report --readme README.md
+	$(BIN)/slimbert report --readme README.md --inputs runs/sentiment
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

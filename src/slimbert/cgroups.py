@@ -313,15 +313,18 @@ def join_command(cgroup: Cgroup) -> list[str]:
     return ["/bin/sh", "-c", script, "slimbert-cgroup", str(len(files)), *files]
 
 
-def pin_command(vcpus: float) -> tuple[list[str], int]:
+def pin_command(vcpus: float, offset: int = 0) -> tuple[list[str], int]:
     """A prefix that pins the command to ``ceil(vcpus)`` CPUs (the fallback without cgroups).
 
-    Returns (prefix, CPUs pinned). Pinning gives whole CPUs only, so a fractional share
-    becomes a whole CPU: results measured this way are marked as such.
+    Returns (prefix, CPUs pinned). ``offset`` rotates the CPUs chosen, so K instances spread
+    over the host instead of sharing its first CPU. Pinning gives whole CPUs only, so a
+    fractional share becomes a whole CPU: results measured this way are marked as such.
     """
     allowed = sorted(os.sched_getaffinity(0))
     n = max(1, min(len(allowed), math.ceil(vcpus - 1e-9)))
-    cpus = ",".join(str(c) for c in allowed[:n])
+    start = offset % len(allowed)
+    rotated = allowed[start:] + allowed[:start]
+    cpus = ",".join(str(c) for c in sorted(rotated[:n]))
     script = (
         "import os, sys; os.sched_setaffinity(0, [int(c) for c in sys.argv[1].split(',')]); "
         "os.execvp(sys.argv[2], sys.argv[2:])"

@@ -282,6 +282,7 @@ def _register_stages() -> None:
     from slimbert.invoke import InvokeOptions
     from slimbert.label import LabelOptions
     from slimbert.package import PackageOptions
+    from slimbert.report import ReportOptions
 
     @stage_command(TrainOptions, "train", "Fine-tune a classifier (the teacher) on a gold set.")
     def _train(options: Options) -> None:
@@ -332,6 +333,17 @@ def _register_stages() -> None:
         from slimbert.cost import markdown_report, run_cost
 
         out.print(markdown_report(run_cost(options)), soft_wrap=True)  # type: ignore[arg-type]
+
+    @stage_command(
+        ReportOptions, "report", "Report and plots from the latest results; refill the README."
+    )
+    def _report(options: Options) -> None:
+        from slimbert.report import build_report
+
+        result = build_report(options)  # type: ignore[arg-type]
+        for line in result["missing"]:
+            console.print(line, highlight=False)
+        out.print(f"report → {result['report']}")
 
     @stage_command(InvokeOptions, "invoke", "Invoke a Lambda zip through the local emulator.")
     def _invoke(options: Options) -> None:

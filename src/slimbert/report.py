@@ -56,40 +56,25 @@ README_END = "<!-- results:end -->"
 MIB = 1 << 20
 LAMBDA_ZIP_LIMIT_MIB = 50
 LAMBDA_UNZIPPED_LIMIT_MIB = 250
-# What each results file is called, and the command that writes it.
-FILES = {
-    "sampler": "sampler.json",
-    "serving": "serving.json",
-    "lambda": "lambda.json",
-    "sizes": "*.sizes.json",
-    "eval": "eval.json",
-    "invoke": "invoke.json",
-}
-COMMANDS = {
-    "sampler": "slimbert bench sampler",
-    "serving": "slimbert bench serving",
-    "lambda": "slimbert bench lambda",
-    "sizes": "slimbert package",
-    "eval": "slimbert eval",
-    "invoke": "slimbert invoke",
-}
-# A key every file of that kind has: a file of the same name holding something else is skipped.
-_SHAPE = {
-    "sampler": "variants",
-    "serving": "cold_start",
-    "lambda": "memory",
-    "sizes": "components",
-    "eval": "models",
-    "invoke": "cold_start_ms",
+# Each kind of results file: its name, a key every such file has (a file of that name holding
+# something else is skipped), and the command that writes it.
+KINDS = {
+    "sampler": ("sampler.json", "variants", "slimbert bench sampler"),
+    "serving": ("serving.json", "cold_start", "slimbert bench serving"),
+    "lambda": ("lambda.json", "memory", "slimbert bench lambda"),
+    "sizes": ("*.sizes.json", "components", "slimbert package"),
+    "eval": ("eval.json", "models", "slimbert eval"),
+    "invoke": ("invoke.json", "cold_start_ms", "slimbert invoke"),
 }
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")  # benchmarks.results_dir
-_BASELINE_KEYS = ("teacher", "torch_teacher", "baseline")
-_CONTAINER_KEYS = ("baselines", "models")
+_BASELINE_KEYS = ("teacher", "torch_teacher", "baseline")  # hand-made lambda.json files
 SIZE_PARTS = ("numpy", "onnxruntime", "tokenizers", "other libraries", "model", "code")
 
 
 @dataclasses.dataclass(frozen=True)
 class ReportOptions(Options):
+    """What :func:`build_report` reads, where it writes, and the traffic and target it prices."""
+
     stage: ClassVar[str] = "report"
 
     results: Path = Path("bench/results")  # a results root, or one <timestamp> folder
@@ -126,6 +111,9 @@ class Source:
         if isinstance(m, dict):
             cpus = m.get("cpus_usable")
             return ", ".join(x for x in (m.get("processor"), f"{cpus} CPUs" if cpus else None) if x)
+        if self.kind != "lambda":
+            return None
+        # A hand-made lambda.json may only say where it ran.
         where = " ".join(
             str(self.doc[k]) for k in ("platform", "arch", "region") if self.doc.get(k)
         )
@@ -142,10 +130,10 @@ class Source:
 def find_results(roots: Iterable[Path]) -> dict[str, list[Source]]:
     """The newest file of each kind under ``roots`` (for ``lambda``: per platform and arch;
     for ``sizes``: per package name)."""
-    latest: dict[str, dict[str, Source]] = {kind: {} for kind in FILES}
+    latest: dict[str, dict[str, Source]] = {kind: {} for kind in KINDS}
     for root in roots:
         root = Path(root)
-        for kind, pattern in FILES.items():
+        for kind, (pattern, _, _) in KINDS.items():
             if root.is_file():
                 paths = [root] if fnmatch.fnmatch(root.name, pattern) else []
             else:
@@ -167,8 +155,9 @@ def _load(kind: str, path: Path) -> Source | None:
     except (OSError, ValueError) as exc:
         log.warning("skipping %s: not a readable JSON file (%s)", path, exc)
         return None
-    if not isinstance(doc, dict) or _SHAPE[kind] not in doc:
-        log.warning("skipping %s: no %r key, so not a %s results file", path, _SHAPE[kind], kind)
+    key = KINDS[kind][1]
+    if not isinstance(doc, dict) or key not in doc:
+        log.warning("skipping %s: no %r key, so not a %s results file", path, key, kind)
         return None
     return Source(kind, path, doc, _when(path, doc))
 
@@ -209,50 +198,52 @@ class LambdaRun:
 
 
 def read_lambda(source: Source) -> LambdaRun:
-    """The student under ``memory``; baselines under ``teacher``/``baseline`` (same shape, or
-    ``{"memory": ...}``) or named inside ``baselines``/``models``. Unreadable parts are noted."""
+    """Every function of a ``slimbert bench lambda`` file (``functions``; ``measured`` names the
+    student, whose answered sizes ``memory`` repeats for :func:`slimbert.cost.read_results`).
+    A file with only ``memory`` and a ``teacher``/``baseline`` of the same shape works too.
+    Sizes that ran out of memory, failed or cannot be read are left out with a note."""
     doc, where = source.doc, str(source.path)
+    functions = doc["functions"] if isinstance(doc.get("functions"), dict) else {}
+    primary = doc.get("measured")
     entries: dict[str, dict[int, dict[str, Any]]] = {}
-    _add_model(entries, "student", doc.get("memory"))
+    # The function's own block keeps the sizes that failed, which ``memory`` leaves out.
+    _add_model(entries, "student", functions.get(primary) or doc.get("memory"))
+    for name, value in functions.items():
+        if name != primary:
+            _add_model(entries, str(name), value)
     for key in _BASELINE_KEYS:
         _add_model(entries, key.replace("_", " "), doc.get(key))
-    for key in _CONTAINER_KEYS:
-        if isinstance(doc.get(key), dict):
-            for name, value in doc[key].items():
-                _add_model(entries, str(name), value)
-    notes: list[str] = []
+    notes = [f"{source.path.name}: {n}" for n in doc.get("notes", []) if isinstance(n, str)]
     student: Mapping[int, Measurement] = {}
     try:
         results = read_results(source.path)
         platform, student = results.platform, results.memory
     except DataError as exc:
-        # One bad size (say an OOM run without durations) should not hide the others.
+        # One unreadable size should not hide the others.
         platform = _group(source) or None
-        notes.append(f"{where}: {exc.message}; reading its sizes one by one")
+        notes.append(f"{exc.message}; reading its sizes one by one")
     measured: dict[str, dict[int, Measurement]] = {}
     for model, sizes in entries.items():
         measured[model] = {}
         for mb, entry in sorted(sizes.items()):
-            if entry.get("oom"):
-                notes.append(f"{model} ran out of memory at {mb} MB ({where})")
-                continue
-            if model == "student" and mb in student:
+            if entry.get("oom") or entry.get("error"):
+                why = "ran out of memory" if entry.get("oom") else f"failed ({entry['error']})"
+                notes.append(f"{model} {why} at {mb} MB")
+            elif model == "student" and mb in student:
                 measured[model][mb] = student[mb]
-                continue
-            try:
-                measured[model][mb] = _measurement(mb, entry, where)
-            except DataError as exc:
-                notes.append(f"{model} at {mb} MB skipped: {exc.message}")
-    for by_mb in measured.values():
-        for m in by_mb.values():
-            notes.extend(m.notes)
+            else:
+                try:
+                    measured[model][mb] = _measurement(mb, entry, where)
+                except DataError as exc:
+                    notes.append(f"{model} at {mb} MB left out: {exc.message}")
+    notes += [n for by_mb in measured.values() for m in by_mb.values() for n in m.notes]
     return LambdaRun(source, platform, entries, measured, tuple(dict.fromkeys(notes)))
 
 
 def _add_model(entries: dict[str, dict[int, dict[str, Any]]], name: str, value: Any) -> None:
     if isinstance(value, dict) and isinstance(value.get("memory"), dict):
         value = value["memory"]
-    if not isinstance(value, dict) or not value:
+    if name in entries or not isinstance(value, dict) or not value:
         return
     sizes = {int(k): v for k, v in value.items() if str(k).isdigit() and isinstance(v, dict)}
     if sizes and len(sizes) == len(value):
@@ -269,6 +260,10 @@ def _quantile(entry: Mapping[str, Any], q: int) -> float | None:
     if isinstance(durations, list) and durations:
         return float(np.percentile(np.asarray(durations, dtype=float), q))
     return None
+
+
+def _failure(entry: Mapping[str, Any]) -> str:
+    return "OOM" if entry.get("oom") else "error" if entry.get("error") else "no"
 
 
 def _stat(value: Any, key: str) -> float | None:
@@ -304,14 +299,12 @@ def price_runs(
         return [], notes
     first = next(iter(by_platform.values()))
     costs = []
+    borrowed: dict[str, list[str]] = {}  # measured on -> platforms priced with its durations
     for key in keys:
         p = table.platform(key)
         run = by_platform.get(key, first)
         if run.platform != key:
-            notes.append(
-                f"{key} is priced with durations measured on {run.platform}; its CPU per memory "
-                "size differs, so treat its figures as an estimate"
-            )
+            borrowed.setdefault(str(run.platform), []).append(key)
         per_million: dict[str, dict[int, float]] = {}
         for model, sizes in run.measured.items():
             per_million[model] = {}
@@ -341,6 +334,11 @@ def price_runs(
             rps = break_even_rps(p, chosen, durations, vm=vm_usd)
         rps = rps if rps is not None and math.isfinite(rps) else None
         costs.append(PlatformCost(key, str(run.platform), per_million, best, monthly, chosen, rps))
+    for measured_on, priced_keys in borrowed.items():
+        notes.append(
+            f"{', '.join(priced_keys)} priced with durations measured on {measured_on}: "
+            "their CPU per memory size differs, so treat those figures as estimates"
+        )
     return costs, notes
 
 
@@ -369,8 +367,13 @@ def _log(axis: Any) -> None:
     """Label a log axis 20, 50, 100 rather than 2×10¹: these are read as ms and dollars."""
     from matplotlib.ticker import LogFormatter
 
-    axis.set_major_formatter(LogFormatter())
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    class Plain(LogFormatter):
+        # LogFormatter picks which ticks get a label; the label itself is the plain number.
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False))
 
 
 def _memory_axis(ax: Axes, sizes: Iterable[int], ylabel: str) -> None:
@@ -387,12 +390,13 @@ def _memory_axis(ax: Axes, sizes: Iterable[int], ylabel: str) -> None:
 
 
 def _legend(fig: Figure, entries: Iterable[tuple[str, str, str]]) -> None:
-    """One legend beside the plots from (label, colour, line style) entries."""
+    """One legend beside the plots from (label, colour, style) entries: "--o" is a dashed line
+    with dots."""
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], color=c, ls=ls, marker="o" if ls else "", label=label)
-        for label, c, ls in entries
+        Line2D([], [], color=c, ls=style.rstrip("o"), marker="o" * style.endswith("o"), label=label)
+        for label, c, style in entries
     ]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
 
@@ -415,9 +419,9 @@ def plot_latency(runs: Sequence[LambdaRun], target_ms: float, path: Path) -> Pat
     _legend(
         fig,
         [
-            *((m, f"C{i}", "-") for i, m in enumerate(models)),
+            *((m, f"C{i}", "-o") for i, m in enumerate(models)),
             *((f"q{q}", "black", ls) for q, ls in styles.items()),
-            (f"p99 target {target_ms:g} ms", "grey", ""),
+            (f"p99 target {target_ms:g} ms", "grey", "-"),
         ],
     )
     return _save(fig, path)
@@ -436,7 +440,8 @@ def plot_cold_starts(
             ax.scatter(i + offsets, values, s=12, color=color, alpha=0.7)
             ax.plot([i - 0.25, i + 0.25], [np.median(values)] * 2, color="black", lw=2)
         else:
-            ax.plot([i, i], [quantiles["p50"], max(quantiles.values())], color=color, lw=8)
+            top = max(v for k, v in quantiles.items() if k.startswith("p"))
+            ax.plot([i, i], [quantiles["p50"], top], color=color, lw=8)
             ax.plot([i - 0.25, i + 0.25], [quantiles["p50"]] * 2, color="black", lw=2)
     ax.set_xticks(range(len(groups)), [g[0] for g in groups], rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
@@ -463,7 +468,7 @@ def plot_cost(costs: Sequence[PlatformCost], path: Path) -> Path:
     _legend(
         fig,
         [
-            *((c.platform, f"C{i}", "-") for i, c in enumerate(costs)),
+            *((c.platform, f"C{i}", "-o") for i, c in enumerate(costs)),
             *((m, "black", styles[j % len(styles)]) for j, m in enumerate(models)),
         ],
     )
@@ -486,7 +491,7 @@ def plot_monthly(costs: Sequence[PlatformCost], vm_usd: float, vm_name: str, pat
         fig,
         [
             *(
-                (f"{c.platform} at {c.monthly_memory_mb} MB", f"C{i}", "-")
+                (f"{c.platform} at {c.monthly_memory_mb} MB", f"C{i}", "-o")
                 for i, c in enumerate(costs)
             ),
             (f"VM {vm_name}: ${vm_usd:,.2f}", "black", "--"),
@@ -504,13 +509,14 @@ def plot_sizes(reports: Sequence[Source], path: Path) -> Path:
         bottom = np.zeros(len(reports))
         for i, part in enumerate(SIZE_PARTS):
             heights = np.array([p.get(part, {}).get(key, 0) / MIB for p in parts])
-            ax.bar(names, heights, bottom=bottom, color=f"C{i}", label=part)
-            bottom += heights
-        ax.axhline(limit, color="red", ls="--")
+            if heights.any():
+                ax.bar(names, heights, bottom=bottom, color=f"C{i}", label=part)
+                bottom += heights
+        ax.axhline(limit, color="black", ls="--")
         ax.set_ylabel("MiB")
         ax.set_title(f"{key.removesuffix('_bytes')} (Lambda limit {limit} MiB)", fontsize=10)
         ax.tick_params(axis="x", labelsize=7, rotation=15)
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles[::-1], labels[::-1], loc="outside right upper", fontsize=7)
     return _save(fig, path)
 
@@ -565,26 +571,29 @@ class _Writer:
         self.plots: list[Path] = []
         self.missing: list[str] = []
 
-    def section(self, title: str) -> None:
-        self.lines += ["", f"## {title}", ""]
-
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
+    def section(self, title: str) -> None:
+        self.add("", f"## {title}", "")
+
     def lacking(self, kind: str, elsewhere: bool = False) -> None:
-        label = {"sizes": "package size"}.get(kind, kind)
-        line = f"no {label} results: run `{COMMANDS[kind]}`"
+        label = "package size" if kind == "sizes" else kind
+        line = f"no {label} results: run `{KINDS[kind][2]}`"
         if elsewhere:  # these files live beside the model, not under bench/results
-            line += " and pass its output folder as an input"
+            line += " and pass its output folder in `inputs`"
         log.info("report: %s", line)
-        self.missing.append(line)
+        if line not in self.missing:
+            self.missing.append(line)
         self.add(f"_{line[0].upper()}{line[1:]}._", "")
 
-    def table(self, header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 1) -> None:
-        self.add("| " + " | ".join(header) + " |")
-        self.add("|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|")
-        self.add(*("| " + " | ".join(row) + " |" for row in rows))
-        self.add("")
+    def table(self, header: str, rows: Iterable[str], left: int = 1) -> None:
+        """A Markdown table from "a | b" strings; the first ``left`` columns are text."""
+        n = header.count("|") + 1
+        self.add(
+            f"| {header} |", "|" + "|".join("---" if i < left else "---:" for i in range(n)) + "|"
+        )
+        self.add(*(f"| {row} |" for row in rows), "")
 
     def cite(self, sources: Iterable[Source]) -> None:
         self.add("Source: " + "; ".join(s.cite() for s in sources) + ".", "")
@@ -602,111 +611,91 @@ def _latency_section(w: _Writer, runs: Sequence[LambdaRun], target_ms: float) ->
         return
     w.plot(plot_latency(runs, target_ms, w.out / "latency.png"), "latency quantiles")
     for run in runs:
-        w.add(f"**{run.platform}**", "")
         rows = []
         for model, entries in run.entries.items():
             for mb, e in sorted(entries.items()):
                 cold, init = e.get("cold_start_ms"), e.get("init_ms")
                 rows.append(
-                    [
-                        model,
-                        str(mb),
-                        *(_ms(_quantile(e, q)) for q in (50, 95, 99)),
-                        _ms(_stat(cold, "p50")),
-                        _ms(_stat(cold, "p90")),
-                        _ms(_stat(init, "p50")),
-                        _f(e.get("peak_memory_mb"), ".0f"),
-                        _f(e.get("cpu_quota_vcpus"), ".2f"),
-                        "yes" if e.get("oom") else "no",
-                    ]
+                    f"{model} | {mb} | {' | '.join(_ms(_quantile(e, q)) for q in (50, 95, 99))} | "
+                    f"{_ms(_stat(cold, 'p50'))} | {_ms(_stat(cold, 'p90'))} | "
+                    f"{_ms(_stat(init, 'p50'))} | {_f(e.get('peak_memory_mb'), '.0f')} | "
+                    f"{_f(e.get('cpu_quota_vcpus'), '.2f')} | {_failure(e)}"
                 )
+        w.add(f"**{run.platform}**", "")
         w.table(
-            [
-                "model",
-                "memory MB",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "cold p50 ms",
-                "cold p90 ms",
-                "INIT p50 ms",
-                "peak MB",
-                "vCPUs",
-                "OOM",
-            ],
+            "model | memory MB | p50 ms | p95 ms | p99 ms | cold start p50 ms | cold start p90 ms "
+            "| INIT p50 ms | peak MB | vCPUs | failed",
             rows,
         )
         w.cite([run.source])
 
 
+_Cold = tuple[str, list[float], dict[str, float]]  # label, single runs, or quantiles
+
+
 def _cold_groups(
     runs: Sequence[LambdaRun], found: Mapping[str, list[Source]]
-) -> tuple[list[tuple[str, list[float], dict[str, float]]], list[Source]]:
-    groups: list[tuple[str, list[float], dict[str, float]]] = []
+) -> tuple[list[_Cold], list[Source]]:
+    groups: list[_Cold] = []
     sources: list[Source] = []
 
     def add(label: str, value: Any) -> bool:
-        if isinstance(value, list):
-            values = [float(v) for v in value if isinstance(v, int | float)]
+        if isinstance(value, dict) and isinstance(value.get("values"), list):
+            value = value["values"]  # bench_lambda keeps every cold start beside its quantiles
+        if isinstance(value, dict):
+            qs = {k: float(v) for k, v in value.items() if re.fullmatch(r"p\d+|n", str(k))}
+            if "p50" in qs:
+                groups.append((label, [], qs))
+        elif isinstance(value, list | int | float) and not isinstance(value, bool):
+            values = [float(v) for v in (value if isinstance(value, list) else [value])]
             if values:
                 groups.append((label, values, {}))
-                return True
-        elif isinstance(value, dict):
-            qs = {k: float(v) for k, v in value.items() if re.fullmatch(r"p\d+", str(k))}
-            if "p50" in qs and isinstance(qs["p50"], float):
-                groups.append((label, [], qs))
-                return True
-        elif (number := _stat(value, "")) is not None:
-            groups.append((label, [number], {}))
-            return True
-        return False
+        return bool(groups) and groups[-1][0] == label
 
     for run in runs:
-        used = False
-        for model, entries in run.entries.items():
-            for mb, e in sorted(entries.items()):
-                used |= add(f"{model} {mb} MB", e.get("cold_starts_ms", e.get("cold_start_ms")))
-        if used:
+        used = [
+            add(f"{model} {mb} MB", e.get("cold_starts_ms", e.get("cold_start_ms")))
+            for model, entries in run.entries.items()
+            for mb, e in sorted(entries.items())
+        ]
+        if any(used):
             sources.append(run.source)
     for s in found["serving"]:
-        cold = s.doc.get("cold_start", {})
-        used = add("local: bundle", cold.get("bundle", {}).get("wall_ms"))
-        used |= add("local: torch teacher", cold.get("torch_teacher", {}).get("wall_ms"))
-        if used:
+        cold = s.doc["cold_start"]
+        used = [add(f"local {k.replace('_', ' ')}", cold.get(k, {}).get("wall_ms")) for k in cold]
+        if any(used):
             sources.append(s)
     for s in found["invoke"]:
-        if add("local emulator: zip", s.doc.get("cold_start_ms")):
+        if add("emulator zip", s.doc.get("cold_start_ms")):
             sources.append(s)
     return groups, sources
 
 
 def _cold_section(w: _Writer, runs: Sequence[LambdaRun], found: Mapping[str, list[Source]]) -> None:
     w.section("2. Cold starts")
-    groups, sources = _cold_groups(runs, found)
     if not any(run.entries for run in runs):
         w.lacking("lambda")
     if not found["serving"]:
         w.lacking("serving")
+    groups, sources = _cold_groups(runs, found)
     if not groups:
         return
     w.plot(plot_cold_starts(groups, w.out / "cold_start.png"), "cold-start distribution")
+    w.add(
+        "Points are single cold starts with a black median; where only quantiles were kept, a bar "
+        "runs from p50 (black) to the highest quantile recorded.",
+        "",
+    )
     rows = []
     for label, values, qs in groups:
         if values:
-            rows.append(
-                [
-                    label,
-                    str(len(values)),
-                    _ms(float(np.median(values))),
-                    _ms(float(np.percentile(values, 90))),
-                ]
-            )
+            p50, p90 = float(np.median(values)), float(np.percentile(values, 90))
+            rows.append(f"{label} | {len(values)} | {_ms(p50)} | {_ms(p90)}")
         else:
-            n = qs.get("n")
             rows.append(
-                [label, "–" if n is None else f"{n:.0f}", _ms(qs["p50"]), _ms(qs.get("p90"))]
+                f"{label} | {_f(qs.get('n'), '.0f')} | {_ms(qs['p50'])} | {_ms(qs.get('p90'))}"
             )
-    w.table(["where / model", "runs", "p50 ms", "p90 ms"], rows)
+    w.table("where / model | runs | p50 ms | p90 ms", rows)
     w.cite(sources)
 
 
@@ -724,71 +713,54 @@ def _cost_sections(
         w.lacking("lambda")
         return
     w.plot(plot_cost(costs, w.out / "cost_per_million.png"), "cost per 1M predictions")
-    target = options.p99_target_ms
     rows = []
     for c in costs:
-        best = c.cheapest
-        if best["memory_mb"] is None:
-            rows.append([c.platform, c.measured_on, best["reason"], "–", "–"])
-        else:
-            rows.append(
-                [
-                    c.platform,
-                    c.measured_on,
-                    str(best["memory_mb"]),
-                    _ms(best["p99_ms"]),
-                    _usd(best["cost_per_million_usd"]),
-                ]
-            )
+        b = c.cheapest
+        cheapest = (
+            f"{b['memory_mb']} | {_ms(b['p99_ms'])}" if b["memory_mb"] else f"{b['reason']} | –"
+        )
+        rows.append(
+            f"{c.platform} | {c.measured_on} | {cheapest} | {_usd(b['cost_per_million_usd'])}"
+        )
     w.table(
-        [
-            "platform",
-            "durations measured on",
-            f"cheapest MB with p99 ≤ {target:g} ms",
-            "p99 ms",
-            "$ per 1M",
-        ],
+        f"platform | durations measured on | cheapest MB with p99 ≤ {options.p99_target_ms:g} ms "
+        "| its p99 ms | $ per 1M",
         rows,
         left=3,
     )
     sizes = sorted({mb for c in costs for mb in c.per_million.get("student", {})})
-    w.add("$ per 1M predictions of the student, by memory size:", "")
+    w.add(
+        "$ per 1M predictions of the student by memory size (no cold starts, no free tier):",
+        "",
+    )
     w.table(
-        ["memory MB", *(c.platform for c in costs)],
+        "memory MB | " + " | ".join(c.platform for c in costs),
         (
-            [str(mb), *(_usd(c.per_million.get("student", {}).get(mb)) for c in costs)]
+            f"{mb} | " + " | ".join(_usd(c.per_million["student"].get(mb)) for c in costs)
             for mb in sizes
         ),
     )
-    w.add("Cold starts are not billed here (rate 0); no free tier.", "")
     w.cite(run.source for run in runs if run.measured.get("student"))
-    w.add(
-        "Prices: "
-        + "; ".join(
-            f"{c.platform} as of {table.platform(c.platform).as_of} "
-            f"({table.platform(c.platform).source})"
-            for c in costs
-        )
-        + ".",
-        "",
-    )
+    prices = [table.platform(c.platform) for c in costs]
+    w.add("Prices: " + "; ".join(f"{p.key} as of {p.as_of} ({p.source})" for p in prices) + ".", "")
 
     w.section("4. Monthly cost against traffic")
     vm = table.vm()
     w.plot(plot_monthly(costs, vm.monthly_usd, vm.key, w.out / "monthly_cost.png"), "monthly cost")
     traffic = list(options.requests_per_month)
     rows = [
-        [
-            f"{c.platform} ({c.monthly_memory_mb} MB)",
-            *(_usd(c.monthly.get(n)) for n in traffic),
-            _f(c.break_even_rps, ".2f"),
-        ]
+        f"{c.platform} at {c.monthly_memory_mb} MB | "
+        + " | ".join(_usd(c.monthly.get(n)) for n in traffic)
+        + f" | {_f(c.break_even_rps, '.2f')}"
         for c in costs
     ]
-    rows.append([f"VM {vm.key}", *(_usd(vm.monthly_usd) for _ in traffic), ""])
-    w.table(["$ a month", *(f"{n:,.0f} req" for n in traffic), "break-even req/s"], rows)
+    rows.append(f"VM {vm.key} | " + " | ".join(_usd(vm.monthly_usd) for _ in traffic) + " | ")
+    w.table(
+        "$ a month | " + " | ".join(f"{n:,.0f} requests" for n in traffic) + " | break-even req/s",
+        rows,
+    )
     w.add(
-        f"The VM is {vm.name}, {_usd(vm.monthly_usd)} a month (as of {vm.as_of}, {vm.source}). "
+        f"The VM is {vm.name}: {_usd(vm.monthly_usd)} a month (as of {vm.as_of}, {vm.source}). "
         "Each platform runs the cheapest size meeting the p99 target (else its fastest).",
         "",
     )
@@ -803,16 +775,14 @@ def _sizes_section(w: _Writer, reports: Sequence[Source]) -> None:
     rows = []
     for r in reports:
         parts = _size_parts(r.doc)
-        total = r.doc.get("total", {})
         rows.append(
-            [
-                r.path.name.removesuffix(".sizes.json"),
-                *(_mib(parts.get(p, {}).get("unzipped_bytes")) for p in SIZE_PARTS),
-                _mib(total.get("unzipped_bytes")),
-                _mib(r.doc.get("package_bytes")),
-            ]
+            r.path.name.removesuffix(".sizes.json")
+            + " | "
+            + " | ".join(_mib(parts.get(p, {}).get("unzipped_bytes")) for p in SIZE_PARTS)
+            + f" | {_mib(r.doc.get('total', {}).get('unzipped_bytes'))}"
+            + f" | {_mib(r.doc.get('package_bytes'))}"
         )
-    w.table(["package (unzipped MiB)", *SIZE_PARTS, "unzipped total", "zip"], rows)
+    w.table("unzipped MiB | " + " | ".join(SIZE_PARTS) + " | total | zip MiB", rows)
     w.add(
         f"Lambda limits: {LAMBDA_ZIP_LIMIT_MIB} MiB zipped (direct upload), "
         f"{LAMBDA_UNZIPPED_LIMIT_MIB} MiB unzipped.",
@@ -827,30 +797,18 @@ def _sampler_section(w: _Writer, found: Sequence[Source]) -> None:
         w.lacking("sampler")
         return
     s = found[0]
-    rows = [
-        [
-            name,
-            _f(v.get("epoch_seconds"), ".1f"),
-            _f(v.get("ms_per_example"), ".2f"),
-            _f(v.get("padding_waste"), ".1%"),
-            _f(v.get("val_macro_f1_last"), ".4f"),
-            _f(v.get("epoch_time_ratio_vs_plain"), ".2f"),
-            _f(v.get("per_example_speedup_vs_plain"), ".2f"),
-        ]
-        for name, v in s.doc["variants"].items()
-    ]
     w.table(
-        [
-            "variant",
-            "epoch s",
-            "ms/example",
-            "padding waste",
-            "val macro-F1",
-            "epoch time ×faster",
-            "per-example ×faster",
-        ],
-        rows,
+        "variant | epoch s | ms/example | padding waste | val macro-F1 | epoch time ×faster "
+        "| per-example ×faster",
+        (
+            f"{name} | {_f(v.get('epoch_seconds'), '.1f')} | {_f(v.get('ms_per_example'), '.2f')} "
+            f"| {_f(v.get('padding_waste'), '.1%')} | {_f(v.get('val_macro_f1_last'), '.4f')} "
+            f"| {_f(v.get('epoch_time_ratio_vs_plain'), '.2f')} "
+            f"| {_f(v.get('per_example_speedup_vs_plain'), '.2f')}"
+            for name, v in s.doc["variants"].items()
+        ),
     )
+    w.add("Ratios are against `plain` (shuffled batches), measured in the same run.", "")
     w.cite([s])
 
 
@@ -859,40 +817,30 @@ def _serving_section(w: _Writer, found: Sequence[Source], invoke: Sequence[Sourc
     if not found:
         w.lacking("serving")
     for s in found:
-        cold, warm, ratios = s.doc["cold_start"], s.doc.get("warm_ms", {}), s.doc.get("ratios", {})
+        cold, warm, ratio = s.doc["cold_start"], s.doc.get("warm_ms", {}), s.doc.get("ratios", {})
         cb, ct = (cold.get(k, {}).get("wall_ms", {}) for k in ("bundle", "torch_teacher"))
         wb, wt = (warm.get(k, {}) for k in ("bundle", "torch_teacher"))
+        cold_x = _f(ratio.get("cold_start_teacher_over_bundle"), ".1f")
+        warm_x = _f(ratio.get("warm_p50_teacher_over_bundle"), ".1f")
         w.table(
-            ["", "student bundle (onnxruntime)", "teacher (torch)", "teacher ÷ bundle"],
+            " | student bundle (onnxruntime) | teacher (torch) | teacher ÷ bundle",
             [
-                [
-                    "cold start p50 ms",
-                    _ms(cb.get("p50")),
-                    _ms(ct.get("p50")),
-                    _f(ratios.get("cold_start_teacher_over_bundle"), ".1f") + "×",
-                ],
-                ["cold start p90 ms", _ms(cb.get("p90")), _ms(ct.get("p90")), ""],
-                [
-                    "warm p50 ms",
-                    _ms(wb.get("p50")),
-                    _ms(wt.get("p50")),
-                    _f(ratios.get("warm_p50_teacher_over_bundle"), ".1f") + "×",
-                ],
-                ["warm p99 ms", _ms(wb.get("p99")), _ms(wt.get("p99")), ""],
+                f"cold start p50 ms | {_ms(cb.get('p50'))} | {_ms(ct.get('p50'))} | {cold_x}×",
+                f"cold start p90 ms | {_ms(cb.get('p90'))} | {_ms(ct.get('p90'))} | ",
+                f"warm p50 ms | {_ms(wb.get('p50'))} | {_ms(wt.get('p50'))} | {warm_x}×",
+                f"warm p99 ms | {_ms(wb.get('p99'))} | {_ms(wt.get('p99'))} | ",
             ],
         )
-        overhead = s.doc.get("handler_overhead_fraction")
-        if overhead is not None:
-            w.add(f"Lambda handler overhead beyond inference: {_f(overhead, '.1%')}.", "")
+        overhead = _f(s.doc.get("handler_overhead_fraction"), ".1%")
+        w.add(f"Handler overhead beyond inference: {overhead} of its time.", "")
         w.cite([s])
     for s in invoke:
-        d = s.doc
-        fn = d.get("function_ms", {})
-        cold = _ms(_stat(d["cold_start_ms"], ""))
+        fn, cold = s.doc.get("function_ms", {}), _stat(s.doc["cold_start_ms"], "")
+        agree = _stat(s.doc.get("agreement_with_bundle"), "")
         w.add(
-            f"Zip invoked through the Lambda emulator: cold start {cold}"
-            f" ms, function p50 {_ms(fn.get('p50'))} ms, p99 {_ms(fn.get('p99'))} ms, answers "
-            f"agree with the bundle: {_f(d.get('agreement_with_bundle'), '.1%')}.",
+            f"The zip through the Lambda emulator: cold start {_ms(cold)}"
+            f" ms, function p50 {_ms(fn.get('p50'))} ms, p99 {_ms(fn.get('p99'))} ms"
+            + (f"; answers agree with the bundle: {agree:.1%}." if agree is not None else "."),
             "",
         )
         w.cite([s])
@@ -914,18 +862,16 @@ def _eval_section(w: _Writer, found: Sequence[Source]) -> None:
         w.lacking("eval", elsewhere=True)
         return
     s = found[0]
-    rows = [
-        [
-            str(m.get("model")),
-            str(m.get("kind")),
-            _f(m.get("size_mb"), ".1f"),
-            _f(m.get("macro_f1"), ".4f"),
-            _f(m.get("accuracy"), ".4f"),
-            _ms(_stat(m.get("latency_ms"), "p50")),
-        ]
-        for m in s.doc["models"]
-    ]
-    w.table(["model", "kind", "weights MB", "macro-F1", "accuracy", "p50 ms (1 thread)"], rows)
+    w.table(
+        "model | kind | weights MB | macro-F1 | accuracy | p50 ms (1 thread)",
+        (
+            f"{m.get('model')} | {m.get('kind')} | {_f(m.get('size_mb'), '.1f')} "
+            f"| {_f(m.get('macro_f1'), '.4f')} | {_f(m.get('accuracy'), '.4f')} "
+            f"| {_ms(_stat(m.get('latency_ms'), 'p50'))}"
+            for m in s.doc["models"]
+        ),
+        left=2,
+    )
     w.add(f"On `{s.doc.get('data')}` ({s.doc.get('rows')} rows).", "")
     w.cite([s])
 
@@ -938,82 +884,64 @@ def key_figures(
     runs: Sequence[LambdaRun],
     costs: Sequence[PlatformCost],
     target_ms: float,
+    table: PriceTable,
 ) -> list[tuple[str, str, Source]]:
     """(figure, value, source) rows for the README: only figures some file holds."""
     rows: list[tuple[str, str, Source]] = []
-    if found["eval"]:
-        s = found["eval"][0]
+    for s in found["eval"]:
         student, teacher = _eval_pair(s.doc)
         if student and teacher:
-            rows.append(
-                (
-                    "macro-F1, student vs teacher",
-                    f"{student['macro_f1']:.4f} vs {teacher['macro_f1']:.4f}",
-                    s,
-                )
-            )
-    sizes = sorted(found["sizes"], key=lambda r: "aws-lambda-x86_64" not in r.path.name)
-    if sizes:
-        r = sizes[0]
-        model = _size_parts(r.doc).get("model", {}).get("unzipped_bytes")
-        rows.append(
-            (
-                "bundle / zip size",
-                f"{_mib(model)} MiB / {_mib(r.doc.get('package_bytes'))}"
-                f" MiB (limit {LAMBDA_ZIP_LIMIT_MIB})",
-                r,
-            )
-        )
+            f1 = f"{_f(student.get('macro_f1'), '.4f')} vs {_f(teacher.get('macro_f1'), '.4f')}"
+            rows.append(("macro-F1, student vs teacher", f1, s))
+    # The x86_64 Lambda zip is the one the paper deploys; other packages are in the report.
+    for r in sorted(found["sizes"], key=lambda r: "aws-lambda-x86_64" not in r.path.name)[:1]:
+        model = _mib(_size_parts(r.doc).get("model", {}).get("unzipped_bytes"))
+        zipped = f"{_mib(r.doc.get('package_bytes'))} MiB (limit {LAMBDA_ZIP_LIMIT_MIB})"
+        rows.append(("bundle / zip size", f"{model} MiB / {zipped}", r))
     run = next((run for run in runs if run.entries.get("student")), None)
-    serving = found["serving"][0] if found["serving"] else None
     if run is not None:
-        entries = run.entries["student"]
-        mb = _near(entries)
-        assert mb is not None
-        e = entries[mb]
-        cold = _stat(e.get("cold_start_ms"), "p50")
-        if cold is not None:
+        mb = _near(run.entries["student"])
+        baseline = next((m for m in run.entries if m != "student"), "")
+        cold, warm = [], []
+        for name in ("student", baseline):
+            e = run.entries.get(name, {}).get(mb or 0)
+            if e is None or e.get("oom"):
+                continue
+            if (ms := _stat(e.get("cold_start_ms"), "p50")) is not None:
+                cold.append(f"{_ms(ms)} ms ({name})")
+            warm.append(f"{_ms(_quantile(e, 50))} / {_ms(_quantile(e, 99))} ms ({name})")
+        if cold:
             rows.append(
-                (f"cold start p50 ({run.platform}, {mb} MB)", f"{_ms(cold)} ms", run.source)
+                (f"cold start p50 ({run.platform}, {mb} MB)", " vs ".join(cold), run.source)
             )
-        rows.append(
-            (
-                f"warm p50 / p99 ({mb} MB)",
-                f"{_ms(_quantile(e, 50))} / {_ms(_quantile(e, 99))} ms",
-                run.source,
-            )
-        )
-    elif serving is not None:
-        cb = serving.doc["cold_start"].get("bundle", {}).get("wall_ms", {})
-        wb = serving.doc.get("warm_ms", {}).get("bundle", {})
-        rows.append(("cold start p50 (local process)", f"{_ms(cb.get('p50'))} ms", serving))
-        rows.append(
-            (
-                "warm p50 / p99 (local, batch 1)",
-                f"{_ms(wb.get('p50'))} / {_ms(wb.get('p99'))} ms",
-                serving,
-            )
-        )
+        rows.append((f"warm p50 / p99 ({run.platform}, {mb} MB)", " vs ".join(warm), run.source))
+    for s in found["serving"]:
+        cb = s.doc["cold_start"].get("bundle", {}).get("wall_ms", {})
+        ratio = s.doc.get("ratios", {}).get("cold_start_teacher_over_bundle")
+        value = f"{_ms(cb.get('p50'))} ms (bundle), teacher {_f(ratio, '.1f')}× slower"
+        rows.append(("cold start p50, local process", value, s))
+        if run is None:
+            wb = s.doc.get("warm_ms", {}).get("bundle", {})
+            value = f"{_ms(wb.get('p50'))} / {_ms(wb.get('p99'))} ms (bundle)"
+            rows.append(("warm p50 / p99, local batch 1", value, s))
     if run is not None and costs:
         c = next((c for c in costs if c.platform == run.platform), costs[0])
-        best = c.cheapest
+        b = c.cheapest
+        as_of = table.platform(c.platform).as_of
         value = (
-            f"{_usd(best['cost_per_million_usd'])} at {best['memory_mb']} MB ({c.platform})"
-            if best["memory_mb"] is not None
-            else best["reason"]
+            f"{_usd(b['cost_per_million_usd'])} at {b['memory_mb']} MB on {c.platform} "
+            f"(prices as of {as_of})"
+            if b["memory_mb"] is not None
+            else b["reason"]
         )
-        rows.append((f"$ per 1M, cheapest memory with p99 ≤ {target_ms:g} ms", value, run.source))
-    if serving is not None:
-        ratio = serving.doc.get("ratios", {}).get("cold_start_teacher_over_bundle")
-        if ratio is not None:
-            rows.append(("cold start, torch teacher ÷ bundle", f"{ratio:.1f}×", serving))
-    if found["sampler"]:
-        s = found["sampler"][0]
+        rows.append(
+            (f"$ per 1M at the cheapest memory with p99 ≤ {target_ms:g} ms", value, run.source)
+        )
+    for s in found["sampler"]:
         v = s.doc["variants"].get("balance+bucket", {})
-        speedup = v.get("per_example_speedup_vs_plain")
-        if speedup is not None:
+        if (speedup := v.get("per_example_speedup_vs_plain")) is not None:
             rows.append(
-                ("sampler speed-up per example (balance+bucket vs plain)", f"{speedup:.2f}×", s)
+                ("sampler speed-up per example, balance+bucket vs plain", f"{speedup:.2f}×", s)
             )
     return rows
 
@@ -1030,21 +958,7 @@ def readme_table(rows: Sequence[tuple[str, str, Source]]) -> str:
 
 def update_readme(readme: Path, table_md: str) -> bool:
     """Replace the text between the results markers of ``readme``; True when it changed."""
-    readme = Path(readme)
-    try:
-        with open(readme, encoding="utf-8", newline="") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise DataError(
-            f"cannot read the README ({exc.strerror or exc})", path=str(readme)
-        ) from exc
-    start, end = text.find(README_START), text.find(README_END)
-    if text.count(README_START) != 1 or text.count(README_END) != 1 or end < start:
-        raise DataError(
-            f"needs exactly one {README_START} followed by one {README_END}",
-            path=str(readme),
-            hint="put both markers on their own lines where the results table goes",
-        )
+    text, start, end = _read_readme(Path(readme))
     newline = "\r\n" if "\r\n" in text else "\n"
     body = newline.join(table_md.strip("\n").splitlines())
     new = text[: start + len(README_START)] + newline + body + newline + text[end:]
@@ -1054,6 +968,23 @@ def update_readme(readme: Path, table_md: str) -> bool:
         fh.write(new)
     log.info("updated the results in %s", readme)
     return True
+
+
+def _read_readme(readme: Path) -> tuple[str, int, int]:
+    """The README's text (line endings kept) and where its two markers start."""
+    try:
+        with open(readme, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise DataError(f"cannot read it ({exc.strerror or exc})", path=str(readme)) from exc
+    start, end = text.find(README_START), text.find(README_END)
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or end < start:
+        raise DataError(
+            f"needs exactly one {README_START} followed by one {README_END}",
+            path=str(readme),
+            hint="put both markers on their own lines where the results table goes",
+        )
+    return text, start, end
 
 
 def _default_out(results: Path, found: Mapping[str, list[Source]]) -> Path:
@@ -1072,6 +1003,8 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
             path=str(options.results),
             hint="run `make bench` (slimbert bench sampler / serving / lambda), or pass --results",
         )
+    if options.readme is not None:
+        _read_readme(options.readme)  # a README without markers fails before any work
     table = load_prices(options.prices)
     for key in options.platforms or ():
         table.platform(key)  # an unknown key fails here, with the known ones as a hint
@@ -1079,7 +1012,7 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
     runs = [read_lambda(s) for s in found["lambda"]]
     costs, notes = price_runs(runs, options, table)
     notes = [n for run in runs for n in run.notes] + notes
-    figures = key_figures(found, runs, costs, options.p99_target_ms)
+    figures = key_figures(found, runs, costs, options.p99_target_ms, table)
     key_md = readme_table(figures)
 
     w = _Writer(out)

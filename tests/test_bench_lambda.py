@@ -1,0 +1,208 @@
+"""``slimbert bench lambda``: the smoke profile on the tiny bundle's Lambda zip, run through the
+real emulator in cgroups (or pinned CPUs without them), and the results that ``slimbert cost``
+reads. The full protocol (5,000 requests x 4 sizes) belongs in ``make bench``, not here.
+
+Skips like ``test_lambda_local.py`` when Python 3.12, the emulator or the wheels are missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime_fixtures import CUES, FILLER
+from slimbert import cgroups
+from slimbert.bench_lambda import (
+    BenchLambdaOptions,
+    InstanceLimits,
+    LocalTeacher,
+    _Failed,
+    _Run,
+    emulator_durations,
+    quantiles,
+    run_lambda_bench,
+)
+from slimbert.cost import CostOptions, read_results, run_cost
+from slimbert.errors import ConfigError, SlimbertError
+from slimbert.lambda_local import find_python312, host_arch, rie_binary
+from test_package import (  # noqa: F401 - session fixtures shared with the package tests
+    gcp_package,
+    lambda_package,
+    tiny_bundle,
+    wheel_cache,
+)
+
+SECTIONS = {"benchmark", "created", "platform", "arch", "measured", "memory", "oom_sizes",
+            "functions", "ratios", "cpu_mapping", "limits", "machine", "function_runtime",
+            "dataset", "options", "profile", "notes"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def texts_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 short texts: shorter than the 50 requests of the smoke profile, so they cycle."""
+    path = tmp_path_factory.mktemp("bench-data") / "texts.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text"])
+        for i in range(30):
+            label = sorted(CUES)[i % 3]
+            words = [FILLER[(i + j) % len(FILLER)] for j in range(i % 7)]
+            writer.writerow([" ".join([*words, CUES[label][i % 6]])])
+    return path
+
+
+@pytest.fixture(scope="module")
+def runnable_package(lambda_package: tuple[Path, dict[str, Any]]) -> Path:  # noqa: F811
+    try:
+        find_python312()
+        rie_binary(host_arch())
+    except SlimbertError as exc:
+        pytest.skip(f"cannot run the Lambda package here: {exc}")
+    return lambda_package[0]
+
+
+def _ordered(q: dict[str, float]) -> bool:
+    return q["p50"] <= q["p90"] <= q["p95"] <= q["p99"] <= q["max"]
+
+
+def test_quick_smoke_run(runnable_package: Path, texts_csv: Path, tmp_path: Path) -> None:
+    options = BenchLambdaOptions(
+        package=runnable_package, data=str(texts_csv), quick=True, results=tmp_path / "results"
+    )
+    report = run_lambda_bench(options)
+    out = Path(report["out"])
+    doc = json.loads((out / "lambda.json").read_text())
+    assert set(doc) >= SECTIONS
+    assert "# Serverless function benchmark" in (out / "lambda.md").read_text()
+    assert doc["platform"] == "aws-lambda" and doc["arch"] == host_arch()
+    assert doc["profile"]["memory_mb"] == [1024] and doc["options"]["quick"] is True
+
+    block = doc["memory"]["1024"]
+    assert block["oom"] is False and doc["oom_sizes"] == []
+    assert len(block["durations_ms"]) == block["requests"] == 50
+    assert block["warmup"] == 10
+    assert 0 < block["p50_ms"] <= block["p95_ms"] <= block["p99_ms"] <= block["max_ms"]
+    assert _ordered(block["client_ms"]) and _ordered(block["emulator_duration_ms"])
+    assert block["client_ms"]["p50"] >= block["p50_ms"]  # the round trip holds the handler
+    cold = block["cold_start_ms"]
+    assert cold["n"] == 2 and 0 < cold["p50"] <= cold["p90"]
+    assert 0 <= block["init_ms"]["p50"] < cold["p90"]
+    assert block["cpu_requested_vcpus"] == pytest.approx(1024 / 1769, abs=1e-3)
+
+    concurrency = doc["functions"]["student-lambda"]["concurrency"]["instances"]
+    assert set(concurrency) == {"1", "2"}
+    for k, level in concurrency.items():
+        assert level["requests"] == 40 and level["throughput_rps"] > 0
+        assert len(level["per_instance_requests"]) == int(k) and _ordered(level["latency_ms"])
+
+    if doc["limits"]["cgroups"]:
+        assert block["limits"] == "cgroup-v1"
+        assert block["peak_memory_mb"] > 0 and block["cpu_quota_vcpus"] == pytest.approx(0.5789)
+        # Every instance's cgroup is gone afterwards.
+        for controller in cgroups.CONTROLLERS:
+            base = cgroups._base(controller)
+            assert not base.exists() or not any(base.glob(f"{os.getpid()}-*"))
+    else:
+        assert block["limits"] == "affinity" and any("no cgroups" in n for n in doc["notes"])
+
+    # slimbert cost reads it as it is.
+    results = read_results(out / "lambda.json")
+    assert results.platform == f"aws-lambda-{host_arch()}"
+    assert len(results.memory[1024].durations_ms) == 50
+    assert results.memory[1024].init_ms == pytest.approx(block["init_ms"]["mean"])
+    cost = run_cost(CostOptions(results=out / "lambda.json"))
+    assert cost["platforms"][f"aws-lambda-{host_arch()}"]["rows"][0]["total_usd"] > 0
+
+
+# -- pieces, without starting anything ---------------------------------------------------------
+
+
+def test_options_validate_and_quick_profile() -> None:
+    with pytest.raises(ConfigError, match="nothing to measure"):
+        BenchLambdaOptions(package=None)
+    with pytest.raises(ConfigError, match="warmup"):
+        BenchLambdaOptions(warmup=10)
+    with pytest.raises(ConfigError, match="concurrency"):
+        BenchLambdaOptions(concurrency=(0,))
+    with pytest.raises(ConfigError, match="outside"):
+        BenchLambdaOptions(memory_mb=(64,))
+    options = BenchLambdaOptions.from_dict({"memory_mb": "512,1024", "platform": "gcp-gen1"})
+    assert options.memory_mb == (512, 1024) and options.profile() is options
+    quick = BenchLambdaOptions(quick=True).profile()
+    assert (quick.memory_mb, quick.requests, quick.warmup) == ((1024,), 50, 10)
+    assert quick.cold_starts == 2
+    assert (quick.concurrency, quick.concurrency_requests) == ((1, 2), 40)
+    assert BenchLambdaOptions(quick=True, memory_mb=(2048,)).profile().memory_mb == (2048,)
+
+
+def test_quantiles_and_emulator_report_lines() -> None:
+    q = quantiles([float(v) for v in range(1, 101)])
+    assert q["n"] == 100 and q["max"] == 100 and q["p50"] == pytest.approx(50.5)
+    assert _ordered(q)
+    log = (
+        "START RequestId: a Version: $LATEST\n"
+        "REPORT RequestId: a\tInit Duration: 0.07 ms\tDuration: 488.65 ms\tBilled Duration: 489\n"
+        "[INFO] REPORT RequestId: not-a-report-line Duration: 9 ms\n"
+        "REPORT RequestId: b\tDuration: 1.54 ms\tBilled Duration: 2 ms\tMemory Size: 1024 MB\n"
+    )
+    assert emulator_durations(log) == [488.65, 1.54]
+
+
+def test_a_killed_runtime_is_an_oom_result(tmp_path: Path) -> None:
+    run = _Run(BenchLambdaOptions(quick=True), ["x"], tmp_path, use_cgroups=False)
+    limits = InstanceLimits("t", 512, 0.3, use_cgroups=False)
+    block: dict[str, Any] = {"oom": False}
+    tail = "(rapid) Invoke failed error=Runtime exited with error: signal: killed"
+    run.failure(block, _Failed("the function answered 502", tail), [limits])
+    assert block["oom"] is True and block["error"] == "the function answered 502"
+    other: dict[str, Any] = {"oom": False}
+    run.failure(other, _Failed("answered 500", "Traceback ..."), [limits])
+    assert other["oom"] is False and other["log_tail"] == ["Traceback ..."]
+
+
+def test_teacher_serves_the_same_json(tiny_model: Path, tmp_path: Path) -> None:
+    """The baseline's local HTTP function answers like the packaged handler does."""
+    teacher = LocalTeacher(tiny_model, threads=1, workdir=tmp_path / "teacher")
+    with teacher:
+        answer, ms = teacher.invoke({"text": "good great"})
+        assert answer["statusCode"] == 200, teacher.log_tail()
+        body = json.loads(answer["body"])
+        assert set(body["timing_ms"]) == {"tokenize", "inference", "total"}
+        assert 0 < body["timing_ms"]["total"] < ms
+        assert len(body["predictions"]) == 1 and "probabilities" in body["predictions"][0]
+        assert teacher.cold_start_s is not None and teacher.cold_start_s * 1e3 >= ms
+        bad, _ = teacher.invoke({"texts": 3})
+        assert bad["statusCode"] == 400
+        pid = teacher.pid
+    assert pid is not None and teacher.pid is None
+
+
+@pytest.mark.slow
+def test_quick_run_with_gcp_and_teacher(
+    runnable_package: Path,
+    gcp_package: Path,  # noqa: F811
+    tiny_model: Path,
+    texts_csv: Path,
+    tmp_path: Path,
+) -> None:
+    options = BenchLambdaOptions(
+        package=runnable_package,
+        gcp=gcp_package,
+        teacher=tiny_model,
+        data=str(texts_csv),
+        quick=True,
+        results=tmp_path,
+    )
+    doc = run_lambda_bench(options)
+    assert set(doc["functions"]) == {"student-lambda", "student-gcp", "teacher"}
+    for name in ("student-lambda", "student-gcp"):
+        row = doc["ratios"][name]["memory"]["1024"]
+        assert row["p50_ms_teacher_over_student"] > 0
+        assert row["cold_start_p50_teacher_over_student"] > 0
+        assert set(doc["ratios"][name]["throughput_student_over_teacher"]) == {"1", "2"}
+    read_results(Path(doc["out"]) / "lambda.json")

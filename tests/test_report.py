@@ -1,0 +1,367 @@
+"""``slimbert report``: the latest results win, every section cites its file, plots are PNGs,
+missing inputs name the command to run, and the README is refilled between its markers only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from slimbert.errors import ConfigError, DataError
+from slimbert.report import (
+    README_END,
+    README_START,
+    ReportOptions,
+    build_report,
+    find_results,
+    read_lambda,
+    update_readme,
+)
+
+pytest.importorskip("matplotlib")
+
+OLD, NEW = "20250101T000000Z", "20250201T000000Z"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PLOTS = [
+    "latency.png",
+    "cold_start.png",
+    "cost_per_million.png",
+    "monthly_cost.png",
+    "package_size.png",
+]
+MACHINE = {"processor": "x86_64", "cpus_usable": 2, "python": "3.11.9", "versions": {}}
+
+
+def _write(path: Path, doc: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def _created(stamp: str) -> str:
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T00:00:00+00:00"
+
+
+def _size(mb: int, base_ms: float, seed: int, oom: bool = False) -> dict[str, Any]:
+    """One memory size as ``bench_lambda.measure_size`` writes it."""
+    cpu = {"cpu_quota_vcpus": round(mb / 1769, 4), "threads": 1}
+    if oom:
+        return {"oom": True, "oom_kills": 1, "error": "killed", "peak_memory_mb": mb, **cpu}
+    d = base_ms * 1024 / mb + np.random.default_rng(seed).gamma(2.0, 1.0, 40)
+    qs = {f"p{q}_ms": float(np.percentile(d, q)) for q in (50, 90, 95, 99)}
+    colds = [400 + 300 * 1024 / mb + 10 * i for i in range(3)]
+    return {
+        "oom": False,
+        **cpu,
+        "requests": 40,
+        "durations_ms": d.round(3).tolist(),
+        **qs,
+        "peak_memory_mb": 140.0,
+        "cold_start_ms": {"p50": colds[1], "p90": colds[2], "n": 3, "values": colds},
+        "init_ms": {"p50": colds[1] - qs["p50_ms"], "mean": colds[1] - qs["p50_ms"]},
+    }
+
+
+def _lambda(stamp: str, student_ms: float) -> dict[str, Any]:
+    sizes = (512, 1024, 2048)
+    student = {str(mb): _size(mb, student_ms, mb) for mb in sizes}
+    teacher = {str(mb): _size(mb, 150.0, mb + 1, oom=mb == 512) for mb in sizes}
+    return {
+        "benchmark": "lambda",
+        "created": _created(stamp),
+        "platform": "aws-lambda",
+        "arch": "x86_64",
+        "measured": "student-lambda",
+        "memory": student,
+        "oom_sizes": [],
+        "functions": {
+            "student-lambda": {"kind": "lambda", "memory": student},
+            "teacher": {"kind": "teacher", "memory": teacher},
+        },
+        "machine": MACHINE,
+        "notes": ["below the paper's protocol: a smoke run, not a result to quote"],
+    }
+
+
+def _sampler(stamp: str, speedup: float) -> dict[str, Any]:
+    row = {
+        "epoch_seconds": 10.0,
+        "ms_per_example": 2.0,
+        "padding_waste": 0.3,
+        "val_macro_f1_last": 0.7,
+        "epoch_time_ratio_vs_plain": 1.0,
+        "per_example_speedup_vs_plain": 1.0,
+    }
+    fast = {**row, "per_example_speedup_vs_plain": speedup, "epoch_time_ratio_vs_plain": speedup}
+    return {
+        "benchmark": "sampler",
+        "created": _created(stamp),
+        "machine": MACHINE,
+        "variants": {"plain": row, "balance+bucket": fast},
+    }
+
+
+def _serving(stamp: str) -> dict[str, Any]:
+    def cold(p50: float) -> dict[str, Any]:
+        return {
+            "wall_ms": {
+                "p50": p50,
+                "p90": p50 * 1.2,
+                "p95": p50 * 1.3,
+                "p99": p50 * 1.4,
+                "mean": p50,
+                "n": 5,
+            }
+        }
+
+    return {
+        "benchmark": "serving",
+        "created": _created(stamp),
+        "machine": MACHINE,
+        "cold_start": {"bundle": cold(450.0), "torch_teacher": cold(3900.0)},
+        "warm_ms": {"bundle": {"p50": 1.5, "p99": 3.0}, "torch_teacher": {"p50": 20.0, "p99": 40}},
+        "handler_overhead_fraction": 0.05,
+        "ratios": {"cold_start_teacher_over_bundle": 8.7, "warm_p50_teacher_over_bundle": 13.3},
+    }
+
+
+def _sizes() -> dict[str, Any]:
+    mib = 1 << 20
+    rows = [
+        ("library", "numpy", 44),
+        ("library", "onnxruntime", 35),
+        ("library", "tokenizers", 11),
+        ("model", "bundle", 16),
+        ("code", "slimbert", 0.04),
+    ]
+    components = [
+        {
+            "component": c,
+            "name": n,
+            "files": 3,
+            "unzipped_bytes": int(m * mib),
+            "zipped_bytes": int(m * mib * 0.4),
+        }
+        for c, n, m in rows
+    ]
+    total = sum(c["unzipped_bytes"] for c in components)
+    zipped = sum(c["zipped_bytes"] for c in components)
+    return {
+        "package": "runs/package/slimbert-aws-lambda-x86_64.zip",
+        "target": "aws-lambda",
+        "arch": "x86_64",
+        "components": components,
+        "total": {"files": 15, "unzipped_bytes": total, "zipped_bytes": zipped},
+        "package_bytes": zipped + 1000,
+    }
+
+
+def _eval() -> dict[str, Any]:
+    return {
+        "data": "tweets3:test",
+        "rows": 300,
+        "models": [
+            {
+                "model": "runs/teacher",
+                "kind": "torch",
+                "size_mb": 90.9,
+                "macro_f1": 0.7123,
+                "accuracy": 0.75,
+                "latency_ms": {"p50": 19.0},
+            },
+            {
+                "model": "runs/bundle",
+                "kind": "onnx-qint8",
+                "size_mb": 15.7,
+                "macro_f1": 0.6987,
+                "accuracy": 0.74,
+                "latency_ms": {"p50": 1.4},
+            },
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two benchmark runs (the second must win) and a run folder with eval, sizes, invoke."""
+    root = tmp_path_factory.mktemp("report")
+    results = root / "bench" / "results"
+    paths = {"root": root, "results": results, "runs": root / "runs"}
+    for stamp, speedup, ms in ((OLD, 1.11, 80.0), (NEW, 2.22, 30.0)):
+        paths[f"sampler-{stamp}"] = _write(
+            results / stamp / "sampler.json", _sampler(stamp, speedup)
+        )
+        paths[f"lambda-{stamp}"] = _write(results / stamp / "lambda.json", _lambda(stamp, ms))
+    paths["serving"] = _write(results / OLD / "serving.json", _serving(OLD))
+    paths["sizes"] = _write(root / "runs/package/slimbert-aws-lambda-x86_64.sizes.json", _sizes())
+    paths["eval"] = _write(root / "runs/eval.json", _eval())
+    invoke = {"package": "x.zip", "cold_start_ms": 640.0, "function_ms": {"p50": 2.2, "p99": 2.9}}
+    paths["invoke"] = _write(root / "runs/invoke.json", invoke)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def full(tree: dict[str, Path]) -> dict[str, Any]:
+    return build_report(ReportOptions(results=tree["results"], inputs=(tree["runs"],)))
+
+
+def test_latest_file_of_each_benchmark_wins(tree: dict[str, Path]) -> None:
+    found = find_results([tree["results"], tree["runs"]])
+    assert [s.path for s in found["sampler"]] == [tree[f"sampler-{NEW}"]]
+    assert [s.path for s in found["lambda"]] == [tree[f"lambda-{NEW}"]]
+    assert [s.path for s in found["serving"]] == [tree["serving"]]  # only the old run has one
+    assert [s.path for s in found["sizes"]] == [tree["sizes"]]
+    assert found["eval"][0].path == tree["eval"] and found["invoke"][0].path == tree["invoke"]
+
+
+def test_report_has_every_section_plot_and_source(tree: dict[str, Path], full: dict[str, Any]):
+    out = tree["results"] / NEW / "report"  # the latest results folder
+    assert Path(full["out"]) == out and full["missing"] == []
+    assert sorted(Path(p).name for p in full["plots"]) == sorted(PLOTS)
+    for name in PLOTS:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000, name
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for title in (
+        "Key figures",
+        "1. Latency against memory size (Figure 3)",
+        "2. Cold starts",
+        "3. Cost per 1M predictions",
+        "4. Monthly cost against traffic",
+        "5. Package size",
+        "6. Sampler benchmark",
+        "7. Serving benchmark",
+        "8. Quality",
+    ):
+        assert f"## {title}" in md, title
+    for key in ("sampler-" + NEW, "lambda-" + NEW, "serving", "sizes", "eval", "invoke"):
+        assert f"`{tree[key]}` (" in md, key
+    assert str(tree[f"sampler-{OLD}"]) not in md and str(tree[f"lambda-{OLD}"]) not in md
+    assert "2025-02-01 00:00 UTC, x86_64, 2 CPUs" in md  # date and machine of the source
+    for name in PLOTS:
+        assert f"]({name})" in md
+    assert "run `" not in md
+    assert "| teacher | 512 |" in md and "OOM" in md  # the teacher's OOM size is a result
+    assert "a smoke run, not a result to quote" in md  # the benchmark's own notes carry over
+
+
+def test_key_figures_hold_the_latest_numbers(full: dict[str, Any]) -> None:
+    key = full["key_figures"]
+    assert "0.6987 vs 0.7123" in key  # student (bundle) vs teacher macro-F1
+    assert "2.22×" in key and "1.11×" not in key  # sampler speed-up of the newer run
+    assert "cheapest memory with p99 ≤ 100 ms" in key and "aws-lambda-x86_64" in key
+    assert "(2025-02-01)" in key and "(student) vs" in key
+
+
+def test_cost_follows_the_price_table(tree: dict[str, Path], tmp_path: Path) -> None:
+    result = build_report(
+        ReportOptions(
+            results=tree["results"] / NEW,  # one <timestamp> folder
+            out=tmp_path / "r",
+            platforms=("aws-lambda-x86_64",),
+            requests_per_month=(1e6,),
+        )
+    )
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "| aws-lambda-x86_64 | aws-lambda-x86_64 | 512 |" in md
+    assert "gcp-functions" not in md.split("## 3.")[1].split("## 5.")[0]
+    assert "1,000,000 requests" in md and "VM paper-2021" in md
+    # Without the run folder, sizes and eval are missing; serving lives only in the older run.
+    assert result["missing"] == [
+        "no serving results: run `slimbert bench serving`",
+        "no package size results: run `slimbert package` and pass its output folder in `inputs`",
+        "no eval results: run `slimbert eval` and pass its output folder in `inputs`",
+    ]
+
+
+def test_missing_inputs_name_the_command_to_run(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    _write(results / NEW / "sampler.json", _sampler(NEW, 1.5))
+    result = build_report(ReportOptions(results=results))
+    md = Path(result["report"]).read_text(encoding="utf-8")
+    assert Path(result["out"]) == results / NEW / "report"
+    for line in (
+        "No lambda results: run `slimbert bench lambda`.",
+        "No serving results: run `slimbert bench serving`.",
+        "No package size results: run `slimbert package`",
+        "No eval results: run `slimbert eval`",
+    ):
+        assert line in md
+    assert result["plots"] == [] and "## 6. Sampler benchmark" in md and "1.50" in md
+
+
+def test_no_results_at_all_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no benchmark results"):
+        build_report(ReportOptions(results=tmp_path))
+
+
+def test_unknown_platform_is_refused(tree: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="aws-lamda"):
+        build_report(ReportOptions(results=tree["results"], out=tmp_path, platforms=("aws-lamda",)))
+
+
+def test_options_from_cli_strings() -> None:
+    o = ReportOptions.from_dict({"requests_per_month": "1e5,1e6", "platforms": "aws-lambda-arm64"})
+    assert o.requests_per_month == (1e5, 1e6) and o.platforms == ("aws-lambda-arm64",)
+    with pytest.raises(ConfigError):
+        ReportOptions(requests_per_month=(0.0,))
+
+
+def test_hand_made_lambda_file_is_read_tolerantly(tmp_path: Path) -> None:
+    """Only ``memory`` and a ``teacher`` block; quantiles without raw durations; a broken size."""
+    doc = {
+        "platform": "aws-lambda",
+        "arch": "x86_64",
+        "memory": {"1024": {"p50_ms": 20.0, "p99_ms": 40.0}, "2048": {"peak_memory_mb": 99}},
+        "teacher": {"1024": {"p50_ms": 90.0, "p99_ms": 150.0, "cold_start_ms": 3000}},
+    }
+    path = _write(tmp_path / "lambda.json", doc)
+    run = read_lambda(find_results([path])["lambda"][0])
+    assert run.platform == "aws-lambda-x86_64"
+    assert sorted(run.measured["student"]) == [1024] and sorted(run.measured["teacher"]) == [1024]
+    assert any("2048" in note for note in run.notes)
+
+
+README = f"# Project\n\nIntro.\n\n## Results\n\n{README_START}\nold table\n{README_END}\n\nTail.\n"
+
+
+def test_update_readme_replaces_only_between_the_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README, encoding="utf-8")
+    assert update_readme(readme, "| a | b |\n|---|---|\n| 1 | 2 |\n") is True
+    text = readme.read_text(encoding="utf-8")
+    assert text == README.replace("old table", "| a | b |\n|---|---|\n| 1 | 2 |")
+    assert update_readme(readme, "| a | b |\n|---|---|\n| 1 | 2 |") is False  # idempotent
+    assert readme.read_text(encoding="utf-8") == text
+
+
+def test_build_report_fills_the_readme_idempotently(tree: dict[str, Path], tmp_path: Path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README, encoding="utf-8")
+    options = ReportOptions(
+        results=tree["results"], inputs=(tree["runs"],), out=tmp_path / "r", readme=readme
+    )
+    first = build_report(options)
+    text = readme.read_text(encoding="utf-8")
+    assert first["readme_changed"] is True
+    assert text.startswith("# Project\n\nIntro.") and text.endswith(f"{README_END}\n\nTail.\n")
+    assert "old table" not in text and "| figure | value | source |" in text
+    assert f"`{tree['eval']}` (" in text  # each figure cites its file and date
+    second = build_report(options)
+    assert second["readme_changed"] is False and readme.read_text(encoding="utf-8") == text
+
+
+def test_readme_without_markers_is_an_error(tree: dict[str, Path], tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n\nNo markers here.\n", encoding="utf-8")
+    with pytest.raises(DataError, match="results:start"):
+        update_readme(readme, "| a |")
+    with pytest.raises(DataError, match="results:start"):  # before writing anything
+        build_report(ReportOptions(results=tree["results"], out=tmp_path / "r", readme=readme))
+    assert not (tmp_path / "r").exists()
+    assert readme.read_text(encoding="utf-8") == "# Project\n\nNo markers here.\n"
+    with pytest.raises(DataError, match="cannot read it"):
+        update_readme(tmp_path / "missing.md", "| a |")
