@@ -279,7 +279,7 @@ def test_corrupt_model_is_a_bundle_error(copy_of) -> None:
 
 @pytest.fixture
 def no_cgroup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in ("CGROUP_V2_CPU_MAX", "CGROUP_V1_QUOTA", "CGROUP_V1_PERIOD"):
+    for name in ("CGROUP_V2_CPU_MAX", "CGROUP_V1_QUOTA", "CGROUP_V1_PERIOD", "PROC_SELF_CGROUP"):
         monkeypatch.setattr(session_module, name, tmp_path / f"absent-{name}")
     return tmp_path
 
@@ -313,6 +313,26 @@ def test_available_cpus_respects_cgroup_v1(
     monkeypatch.setattr(session_module, "CGROUP_V1_QUOTA", no_cgroup / "quota")
     monkeypatch.setattr(session_module, "CGROUP_V1_PERIOD", no_cgroup / "period")
     assert available_cpus() == expected
+
+
+def test_cgroup_v1_quota_of_the_process_own_nested_cgroup_wins(
+    monkeypatch: pytest.MonkeyPatch, no_cgroup: Path
+) -> None:
+    # On a host (the local serverless lab) the function sits in a child cgroup; the root
+    # cgroup has no quota but its own does.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    root = no_cgroup / "cpu"
+    (root / "slimbert" / "fn").mkdir(parents=True)
+    (root / "cpu.cfs_quota_us").write_text("-1")
+    (root / "cpu.cfs_period_us").write_text("100000")
+    (root / "slimbert" / "fn" / "cpu.cfs_quota_us").write_text("58300")
+    (root / "slimbert" / "fn" / "cpu.cfs_period_us").write_text("100000")
+    proc = no_cgroup / "proc-self-cgroup"
+    proc.write_text("5:memory:/slimbert/fn\n4:cpu,cpuacct:/slimbert/fn\n0::/\n")
+    monkeypatch.setattr(session_module, "CGROUP_V1_QUOTA", root / "cpu.cfs_quota_us")
+    monkeypatch.setattr(session_module, "CGROUP_V1_PERIOD", root / "cpu.cfs_period_us")
+    monkeypatch.setattr(session_module, "PROC_SELF_CGROUP", proc)
+    assert available_cpus() == 1
 
 
 def test_session_options_are_explicit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ THREADS_ENV = "SLIMBERT_THREADS"
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
 PROVIDERS = ["CPUExecutionProvider"]
 
@@ -43,9 +44,32 @@ def _cpus_from_quota(quota: int, period: int) -> int | None:
     return max(1, math.ceil(quota / period))
 
 
+def _own_cgroup(controller: str | None) -> str | None:
+    """This process's cgroup path for a v1 controller (or v2 when ``None``), e.g. ``/a/b``.
+
+    In a container the cgroup namespace makes it ``/`` and the root files above are the
+    process's own; on a host (the local serverless lab) the process sits deeper.
+    """
+    text = _read(PROC_SELF_CGROUP)
+    for line in (text or "").splitlines():
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
+        names = controllers.split(",") if controllers else []
+        if (controller is None and controllers == "") or (controller in names):
+            return path if path not in ("", "/") else None
+    return None
+
+
+def _nested(root_file: Path, controller: str | None) -> Path:
+    own = _own_cgroup(controller)
+    if own is None:
+        return root_file
+    nested = root_file.parent / own.lstrip("/") / root_file.name
+    return nested if nested.exists() else root_file
+
+
 def cgroup_cpu_limit() -> int | None:
     """CPUs allowed by the cgroup CPU quota (v2 first, then v1); None when there is no quota."""
-    text = _read(CGROUP_V2_CPU_MAX)
+    text = _read(_nested(CGROUP_V2_CPU_MAX, None))
     if text is not None:
         parts = text.split()
         # cgroup v2 writes "<quota> <period>", with the quota "max" when unlimited.
@@ -55,7 +79,8 @@ def cgroup_cpu_limit() -> int | None:
             except ValueError:
                 log.debug("unreadable %s: %r", CGROUP_V2_CPU_MAX, text)
         return None
-    quota, period = _read(CGROUP_V1_QUOTA), _read(CGROUP_V1_PERIOD)
+    quota = _read(_nested(CGROUP_V1_QUOTA, "cpu"))
+    period = _read(_nested(CGROUP_V1_PERIOD, "cpu"))
     if quota is None or period is None:
         return None
     try:
