@@ -19,9 +19,9 @@ from runtime_fixtures import CUES, FILLER
 from slimbert import cgroups
 from slimbert.bench_lambda import (
     BenchLambdaOptions,
-    InstanceLimits,
     LocalTeacher,
     _Failed,
+    _platform_fields,
     _Run,
     emulator_durations,
     quantiles,
@@ -138,6 +138,11 @@ def test_options_validate_and_quick_profile() -> None:
     assert quick.cold_starts == 2
     assert (quick.concurrency, quick.concurrency_requests) == ((1, 2), 40)
     assert BenchLambdaOptions(quick=True, memory_mb=(2048,)).profile().memory_mb == (2048,)
+    # The keys slimbert cost prices by.
+    aws = _platform_fields(BenchLambdaOptions())
+    assert aws == {"platform": "aws-lambda", "arch": host_arch()}
+    gen1 = _platform_fields(BenchLambdaOptions(platform="gcp-gen1"))
+    assert gen1 == {"platform": "gcp-functions-gen1", "arch": None}
 
 
 def test_quantiles_and_emulator_report_lines() -> None:
@@ -155,7 +160,7 @@ def test_quantiles_and_emulator_report_lines() -> None:
 
 def test_a_killed_runtime_is_an_oom_result(tmp_path: Path) -> None:
     run = _Run(BenchLambdaOptions(quick=True), ["x"], tmp_path, use_cgroups=False)
-    limits = InstanceLimits("t", 512, 0.3, use_cgroups=False)
+    limits = cgroups.Limits("t", 512, 0.3, use_cgroups=False)
     block: dict[str, Any] = {"oom": False}
     tail = "(rapid) Invoke failed error=Runtime exited with error: signal: killed"
     run.failure(block, _Failed("the function answered 502", tail), [limits])

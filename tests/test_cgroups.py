@@ -186,3 +186,15 @@ def test_real_cpu_quota_throttles() -> None:
         assert not cg.oom_killed()
     # Python's start-up plus 50 ms of spinning at 5% of a CPU cannot finish within 0.5 s.
     assert throttled > 0 and wall > 0.5
+
+
+def test_limits_choose_cgroup_or_pinning(fake_tree: Path) -> None:
+    with cgroups.Limits("lim", 512, 0.29, use_cgroups=True) as limits:
+        assert limits.mode == "cgroup-v1" and limits.pinned_cpus is None
+        assert limits.cgroup is not None and limits.cgroup.paths["cpu"].is_dir()
+        assert limits.prefix[:2] == ["/bin/sh", "-c"]
+        assert limits.peak_memory_mb() is None and limits.oom_kills() == 0
+    assert not limits.cgroup.paths["cpu"].exists()
+    with cgroups.Limits("pin", 512, 0.29, use_cgroups=False, index=1) as pinned:
+        assert pinned.mode == "affinity" and pinned.pinned_cpus == 1 and pinned.cgroup is None
+        assert pinned.peak_memory_mb() is None and pinned.oom_kills() == 0

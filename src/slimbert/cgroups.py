@@ -25,6 +25,7 @@ import errno
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -297,6 +298,63 @@ class Cgroup:
         traceback: TracebackType | None,
     ) -> None:
         self.remove()
+
+
+class Limits:
+    """What one process tree may use: a :class:`Cgroup`, or pinned CPUs without cgroups.
+
+    ``prefix`` goes before the command that starts the process (:func:`join_command` or
+    :func:`pin_command`); ``index`` spreads pinned instances over the host's CPUs.
+    """
+
+    def __init__(
+        self, name: str, memory_mb: int, vcpus: float, *, use_cgroups: bool, index: int = 0
+    ) -> None:
+        self.cgroup = Cgroup(name, memory_mb, vcpus) if use_cgroups else None
+        self.pinned_cpus: int | None = None
+        if self.cgroup is not None:
+            self.prefix = join_command(self.cgroup)
+        else:
+            self.prefix, self.pinned_cpus = pin_command(vcpus, offset=index)
+
+    @property
+    def mode(self) -> str:
+        return "cgroup-v1" if self.cgroup is not None else "affinity"
+
+    def peak_memory_mb(self) -> float | None:
+        return self.cgroup.peak_memory_mb() if self.cgroup is not None else None
+
+    def reset_peak(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.reset_peak()
+
+    def oom_kills(self) -> int:
+        return self.cgroup.oom_kills() if self.cgroup is not None else 0
+
+    def settle(self, timeout_s: float = 5.0) -> None:
+        """Wait for a stopped process tree to leave the cgroup; kill what outlives it."""
+        if self.cgroup is None or self.cgroup.wait_empty(timeout_s):
+            return
+        for pid in self.cgroup.pids():  # only processes started into this cgroup are here
+            log.warning("process %d outlived its function instance; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.cgroup.wait_empty(timeout_s)
+
+    def __enter__(self) -> Self:
+        if self.cgroup is not None:
+            self.cgroup.create()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self.cgroup is not None:
+            self.settle()
+            self.cgroup.remove()
 
 
 def join_command(cgroup: Cgroup) -> list[str]:

@@ -77,6 +77,16 @@ HELP = {
     "max_spearman_drop": "Spearman points int8 may lose (embedders) before fp32 is kept.",
     "max_fp32_diff": "Largest allowed |ONNX fp32 - torch| output difference.",
     "gate_rows": "Validation rows used by the quality gate.",
+    "gcp": "A gcp-function folder from `slimbert package --target gcp-function`.",
+    "cold_starts": "Fresh starts measured per memory size (median and p90 reported).",
+    "concurrency": "Instance counts K: K emulators on K ports, one invocation at a time each.",
+    "concurrency_requests": "Requests sent per concurrency level.",
+    "concurrency_memory_mb": "Memory size used for the concurrency runs.",
+    "platform": "CPU allotment by memory: aws (1,769 MB = 1 vCPU), gcp-gen1 or gcp-gen2.",
+    "gcp_cpu": "vCPUs for gcp-gen2 (default: Google's default for the memory size).",
+    "time_limit_s": "Upper bound in seconds per function and memory size.",
+    "quick": "A smoke profile: one size, few requests (used by the tests).",
+    "memory_mb": "Memory sizes in MB, e.g. 512,1024,1769,3008.",
 }
 
 
@@ -272,6 +282,7 @@ def _print_fit(result: dict[str, Any]) -> None:
 
 
 def _register_stages() -> None:
+    from slimbert.bench_lambda import BenchLambdaOptions
     from slimbert.bench_serving import ServingBenchOptions
     from slimbert.benchmarks import SamplerBenchOptions
     from slimbert.cost import CostOptions
@@ -362,6 +373,21 @@ def _register_stages() -> None:
         _quiet_libraries()
         report = run_serving_bench(options)  # type: ignore[arg-type]
         out.print(serving_markdown(report))
+        out.print(f"results → {report['out']}")
+
+    @stage_command(
+        BenchLambdaOptions,
+        "lambda",
+        "Latency, cold start, memory and concurrency of a packaged function under "
+        "platform CPU/memory limits (local emulator + cgroups).",
+        group=bench_app,
+    )
+    def _bench_lambda(options: Options) -> None:
+        from slimbert.bench_lambda import lambda_markdown, run_lambda_bench
+
+        _quiet_libraries()
+        report = run_lambda_bench(options)  # type: ignore[arg-type]
+        out.print(lambda_markdown(report), soft_wrap=True)
         out.print(f"results → {report['out']}")
 
     @stage_command(
