@@ -35,15 +35,19 @@ test: lint
 test-all: lint
 	$(BIN)/pytest -q -m ''
 
-## Benchmarks: JSON + Markdown under bench/results/<timestamp>/, then the report and the
-## README's results table. The serving and Lambda benchmarks measure the demo's outputs
-## (the pipeline step is skipped when they are current).
+## Benchmarks: JSON + Markdown under bench/results/<timestamp>/, then cost, the report and
+## the README's results table. The serving and Lambda benchmarks measure the demo's outputs
+## (the pipeline is skipped when they are current). About 40 minutes on 2 cores.
+DEMO := runs/sentiment
+ZIP := $(DEMO)/package/slimbert-aws-lambda-x86_64.zip
 bench: $(STAMP)
 	$(BIN)/slimbert run sentiment
+	$(BIN)/slimbert bench serving --bundle $(DEMO)/bundle --teacher $(DEMO)/teacher
 	$(BIN)/slimbert bench sampler
-	$(BIN)/slimbert bench serving --bundle runs/sentiment/bundle --teacher runs/sentiment/teacher
-	$(BIN)/slimbert bench lambda --package runs/sentiment/package/slimbert-aws-lambda-x86_64.zip --teacher runs/sentiment/teacher
-	$(BIN)/slimbert report --readme README.md --inputs runs/sentiment
+	$(BIN)/slimbert bench lambda --package $(ZIP) --teacher $(DEMO)/teacher
+	$(BIN)/slimbert cost --results $$(ls -d bench/results/*/lambda.json | tail -1) \
+		--platform all --out $$(dirname $$(ls -d bench/results/*/lambda.json | tail -1))/cost
+	$(BIN)/slimbert report --readme README.md --inputs $(DEMO)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
