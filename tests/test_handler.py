@@ -270,6 +270,16 @@ def test_one_json_log_line_per_request(
     assert '"texts" is empty' in lines[1]["error"]
 
 
+def test_by_default_only_failed_requests_are_logged(
+    handler: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="slimbert.runtime.handler"):
+        handler.lambda_handler(GOOD, CONTEXT)
+        handler.lambda_handler({"texts": []}, CONTEXT)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    assert [x["status"] for x in lines] == [400]
+
+
 # -- Google Cloud Functions ------------------------------------------------------------------
 
 
