@@ -47,10 +47,9 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from slimbert import cgroups
-from slimbert.benchmarks import machine_info, results_dir
+from slimbert.benchmarks import machine_info, save_results
 from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
-from slimbert.io import atomic_open, write_json
 from slimbert.lambda_local import (
     AWSLAMBDARIC_PIN,
     SAM_CLI_PIN,
@@ -732,11 +731,7 @@ def run_lambda_bench(options: BenchLambdaOptions) -> dict[str, Any]:
         "profile": opts.to_dict(),
         "notes": _notes(opts, limits, load),
     }
-    out = results_dir(opts.results)
-    write_json(out / "lambda.json", report)
-    with atomic_open(out / "lambda.md") as fh:
-        fh.write(lambda_markdown(report))
-    report["out"] = str(out)
+    out = save_results(opts.results, "lambda", report, lambda_markdown(report))
     if not measured:
         # Out of memory everywhere is a result; failing everywhere for another reason is not.
         errors = {mb: b.get("error") for mb, b in functions[primary]["memory"].items()}

@@ -25,10 +25,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from slimbert.benchmarks import machine_info, results_dir
+from slimbert.benchmarks import machine_info, save_results
 from slimbert.config import Options, check
 from slimbert.errors import ModelError
-from slimbert.io import atomic_open, write_json
 
 _BUNDLE_COLD = """
 import time, json, sys
@@ -203,11 +202,7 @@ def run_serving_bench(options: ServingBenchOptions) -> dict[str, Any]:
             "warm_p50_teacher_over_bundle": warm_torch["p50"] / warm_bundle["p50"],
         },
     }
-    out = results_dir(options.results)
-    write_json(out / "serving.json", report)
-    with atomic_open(out / "serving.md") as fh:
-        fh.write(serving_markdown(report))
-    report["out"] = str(out)
+    save_results(options.results, "serving", report, serving_markdown(report))
     return report
 
 

@@ -75,6 +75,16 @@ def results_dir(root: Path) -> Path:
     return out
 
 
+def save_results(root: Path, name: str, report: dict[str, Any], markdown: str) -> Path:
+    """Write ``<root>/<timestamp>/<name>.json`` and ``.md``; record the folder in ``report``."""
+    out = results_dir(root)
+    write_json(out / f"{name}.json", report)
+    with atomic_open(out / f"{name}.md") as fh:
+        fh.write(markdown)
+    report["out"] = str(out)
+    return out
+
+
 def run_sampler_bench(options: SamplerBenchOptions, reporter: Any = None) -> dict[str, Any]:
     import torch
 
@@ -130,11 +140,7 @@ def run_sampler_bench(options: SamplerBenchOptions, reporter: Any = None) -> dic
         "validation_rows": len(validation),
         "variants": rows,
     }
-    out = results_dir(options.results)
-    write_json(out / "sampler.json", report)
-    with atomic_open(out / "sampler.md") as fh:
-        fh.write(sampler_markdown(report))
-    report["out"] = str(out)
+    save_results(options.results, "sampler", report, sampler_markdown(report))
     return report
 
 
