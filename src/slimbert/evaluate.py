@@ -91,14 +91,14 @@ def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
             "size_mb": files[model_file]["bytes"] / 1e6,
         }
     if (path / META_FILE).is_file():
-        from slimbert.models import TorchClassifier, describe_folder
+        from slimbert.models import TorchClassifier, weights_mb
 
         clf = TorchClassifier.load(path)
         return clf, {
             "kind": "torch",
             "layers": len(clf.meta.layers) if clf.meta.layers else None,
             "parameters": clf.num_parameters(),
-            "size_mb": describe_folder(path)["weights_mb"],
+            "size_mb": weights_mb(path),
         }
     raise ModelError(
         f"{path} is neither a trained slimbert classifier nor an exported bundle",

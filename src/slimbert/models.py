@@ -17,7 +17,6 @@ Students are derived from a model by keeping a subset of its transformer layers
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -319,12 +318,7 @@ def load_scorer(path: str | Path, backend: str = "torch", *, max_length: int | N
     raise ConfigError(f"unknown backend {backend!r}", hint="use 'torch' or 'onnx'")
 
 
-def describe_folder(path: str | Path) -> dict[str, Any]:
-    """Size on disk of a model folder's weights, for comparison tables."""
-    path = Path(path)
-    weights = [p for p in path.rglob("*") if p.suffix in {".safetensors", ".onnx", ".bin"}]
-    return {
-        "path": str(path),
-        "weights_mb": sum(p.stat().st_size for p in weights) / 1e6,
-        "meta": json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {},
-    }
+def weights_mb(path: str | Path) -> float:
+    """Size on disk of a model folder's weights, in MB, for comparison tables."""
+    weights = [p for p in Path(path).rglob("*") if p.suffix in {".safetensors", ".onnx", ".bin"}]
+    return sum(p.stat().st_size for p in weights) / 1e6
