@@ -79,3 +79,64 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transformers.BertModel(config).save_pretrained(out)
     transformers.AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(out)
     return out
+
+
+PAIR_TOPICS = [
+    ("the cat sat on the mat", "a cat is sitting on a mat", "the stock market fell sharply"),
+    ("a man is playing a guitar", "someone plays the guitar", "the senate passed the bill"),
+    ("the plane is taking off", "an airplane departs", "she cooked pasta for dinner"),
+    ("children play in the park", "kids are playing outside", "oil prices rose on monday"),
+    ("the dog barks at the mailman", "a dog is barking", "the court rejected the appeal"),
+    ("he bought a new car", "he purchased a vehicle", "rain is expected tomorrow"),
+]
+
+
+def synthetic_pairs(n: int, seed: int) -> list[tuple[str, str, float]]:
+    """Scored pairs: paraphrases 1.0, same-topic variations 0.5, unrelated 0.0."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b, c = PAIR_TOPICS[i % len(PAIR_TOPICS)]
+        kind = i % 3
+        tail = " " + " ".join(rng.choice(FILLER) for _ in range(rng.randint(0, 3)))
+        if kind == 0:
+            rows.append((a + tail, b, 1.0))
+        elif kind == 1:
+            rows.append((a + tail, a.split()[-1] + " " + c.split()[0] + tail, 0.5))
+        else:
+            rows.append((a + tail, c, 0.0))
+    return rows
+
+
+def write_pairs_csv(path: Path, rows: list[tuple[str, str, float]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sentence1", "sentence2", "score"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pairs")
+    return {
+        "train": write_pairs_csv(root / "train.csv", synthetic_pairs(120, 1)),
+        "validation": write_pairs_csv(root / "validation.csv", synthetic_pairs(45, 2)),
+        "test": write_pairs_csv(root / "test.csv", synthetic_pairs(45, 3)),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_sbert(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random BERT as a sentence-transformers embedder (mean pooling + normalise)."""
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers import models as st_models
+
+    transformer = st_models.Transformer(str(tiny_model), max_seq_length=64)
+    pooling = st_models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = st.SentenceTransformer(
+        modules=[transformer, pooling, st_models.Normalize()], device="cpu"
+    )
+    out = tmp_path_factory.mktemp("tiny-sbert")
+    model.save(str(out))
+    return out
