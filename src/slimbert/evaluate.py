@@ -1,22 +1,38 @@
-"""Stage ``eval``: quality, size and CPU latency of classifiers, side by side.
+"""Stage ``eval``: quality, size and CPU latency of classifiers or sentence embedders.
 
-For each model: macro-F1, per-class precision/recall/F1, accuracy and confusion matrix on a
-labelled set; parameters and weight size; single-thread batch-1 latency (after a warm-up,
-median and p95 over real texts) — the setting a serverless function runs in.
+The models' kind is detected from their folders, and one run compares models of one kind:
+
+* classifiers (a ``slimbert train``/``distill`` folder, or a classification bundle): macro-F1,
+  per-class precision/recall/F1, accuracy and confusion matrix on a labelled set;
+* sentence embedders (a sentence-transformers folder, or an embedding bundle): Spearman ×100
+  of the cosine similarity of each pair against its gold score, on each pair set given
+  (default: the STS benchmark test set and the MRPC target-domain test set).
+
+Both report parameters (where known), weight size and single-thread batch-1 latency (after a
+warm-up, median and p95 over real texts) — the setting a serverless function runs in.
+:func:`spearman_x100` is the metric alone, for any function that embeds texts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from slimbert.config import Options, check
-from slimbert.errors import ModelError
+from slimbert.errors import ConfigError, ModelError
 from slimbert.io import atomic_open, write_json
+
+if TYPE_CHECKING:
+    from slimbert.pairs import PairSet
+
+CLASSIFIER_DATA = "tweets3:test"
+EMBEDDER_PAIRS = ("stsb:test", "mrpc-target:test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +40,9 @@ class EvalOptions(Options):
     stage: ClassVar[str] = "eval"
 
     models: tuple[str, ...] = ("runs/teacher",)
-    data: str = "tweets3:test"
+    data: str = CLASSIFIER_DATA
+    pairs: tuple[str, ...] = EMBEDDER_PAIRS
+    names: tuple[str, ...] = ()
     out: Path | None = None
     text_column: str = "text"
     label_column: str = "label"
@@ -39,21 +57,37 @@ class EvalOptions(Options):
         check(self.batch_size >= 1, "batch_size must be at least 1")
         check(self.latency_samples >= 0, "latency_samples must be >= 0")
         check(self.latency_threads >= 1, "latency_threads must be at least 1")
+        check(
+            len(self.pairs) > 0, "pairs must name at least one pair set", hint="--pairs stsb:test"
+        )
+        check(
+            not self.names or len(self.names) == len(self.models),
+            f"names must label each of the {len(self.models)} models, got {len(self.names)}",
+            hint="--names a,b with one name per --models entry, in the same order",
+        )
 
 
-def _latency_ms(scorer: Any, texts: list[str], samples: int, threads: int) -> dict[str, float]:
+def _latency_ms(
+    scorer: Any,
+    texts: list[str],
+    samples: int,
+    threads: int,
+    call: Callable[[list[str]], Any] | None = None,
+) -> dict[str, float]:
+    """Batch-1 latency of ``call`` (default ``scorer.logits``) over ``texts``."""
     if samples == 0 or not texts:
         return {}
+    call = call or scorer.logits
     if hasattr(scorer, "module"):  # a torch model: its thread count is a process-wide setting
         import torch
 
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return _time_calls(scorer.logits, texts, samples)
+            return _time_calls(call, texts, samples)
         finally:
             torch.set_num_threads(previous)
-    return _time_calls(scorer.logits, texts, samples)
+    return _time_calls(call, texts, samples)
 
 
 def _time_calls(logits: Any, texts: list[str], samples: int) -> dict[str, float]:
@@ -118,6 +152,30 @@ def _predict(scorer: Any, texts: list[str], batch_size: int) -> np.ndarray:
 
 
 def evaluate_models(options: EvalOptions) -> dict[str, Any]:
+    """Evaluate ``options.models`` (all classifiers, or all embedders); write ``out`` if set."""
+    kinds = [_model_kind(Path(model)) for model in options.models]
+    if "embedder" in kinds:
+        if "classifier" in kinds:
+            _mixed(options.models, kinds)
+        return _save(options, evaluate_embedders(options))
+    if options.names:
+        raise ConfigError(
+            "names label the rows of sentence embedders; classifier rows show their folder",
+            hint="drop --names when evaluating classifiers",
+        )
+    return _save(options, _evaluate_classifiers(options))
+
+
+def _save(options: EvalOptions, result: dict[str, Any]) -> dict[str, Any]:
+    if options.out is not None:
+        out = Path(options.out)
+        write_json(out.with_suffix(".json"), result)
+        with atomic_open(out.with_suffix(".md")) as fh:
+            fh.write(markdown_table(result))
+    return result
+
+
+def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
     from slimbert.data import load_texts
     from slimbert.metrics import classification_report
 
@@ -153,16 +211,13 @@ def evaluate_models(options: EvalOptions) -> dict[str, Any]:
                 **classification_report(data.labels, preds, data.label_names),
             }
         )
-    result = {"data": options.data, "rows": len(data) if data else 0, "models": rows}
-    if options.out is not None:
-        out = Path(options.out)
-        write_json(out.with_suffix(".json"), result)
-        with atomic_open(out.with_suffix(".md")) as fh:
-            fh.write(markdown_table(result))
-    return result
+    return {"data": options.data, "rows": len(data) if data else 0, "models": rows}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
+    """The result of :func:`evaluate_models` as a Markdown table (a line of context first)."""
+    if result.get("task") == "embedding":
+        return _embedder_table(result)
     lines = [
         f"Evaluated on `{result['data']}` ({result['rows']} rows); latency: batch 1, "
         "single thread, after warm-up.",
@@ -177,5 +232,244 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"| {row['model']} | {row['kind']} | {params} | {row['size_mb']:.1f} "
             f"| {row['macro_f1']:.4f} | {row['accuracy']:.4f} "
             f"| {lat.get('p50', float('nan')):.2f} | {lat.get('p95', float('nan')):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- sentence embedders ------------------------------------------------------------------------
+def _model_kind(path: Path) -> str:
+    """``classifier`` or ``embedder``, from the files a model folder holds (nothing is loaded)."""
+    from slimbert.models import META_FILE
+
+    if (path / "manifest.json").is_file():
+        from slimbert.runtime.bundle import read_manifest
+
+        return "embedder" if read_manifest(path)["task"] == "embedding" else "classifier"
+    if (path / META_FILE).is_file():
+        return "classifier"
+    if (path / "modules.json").is_file():
+        return "embedder"
+    raise ModelError(
+        f"{path} is neither a trained slimbert classifier, a sentence-transformers embedder "
+        "nor an exported bundle",
+        hint="pass folders written by `slimbert train`, `slimbert distill`, "
+        "`slimbert sbert train` or `slimbert export`",
+    )
+
+
+def _mixed(models: Sequence[str], kinds: list[str]) -> None:
+    def listed(kind: str) -> str:
+        return ", ".join(m for m, k in zip(models, kinds, strict=True) if k == kind)
+
+    raise ConfigError(
+        f"eval compares models of one kind, but {listed('classifier')} "
+        f"{'is a classifier' if kinds.count('classifier') == 1 else 'are classifiers'} and "
+        f"{listed('embedder')} "
+        f"{'is a sentence embedder' if kinds.count('embedder') == 1 else 'are sentence embedders'}",
+        hint="run `slimbert eval` once for the classifiers and once for the embedders",
+    )
+
+
+def pair_similarities(
+    embed: Callable[[list[str]], np.ndarray], pairs: PairSet, *, batch_size: int = 256
+) -> np.ndarray:
+    """Cosine similarity of each pair: each distinct sentence embedded once, in batches.
+
+    Sentences go to ``embed`` sorted by length, ``batch_size`` at a time (little padding); the
+    vectors are L2-normalised here, so ``embed`` may return raw or normalised vectors.
+    """
+    unique = sorted(pairs.sentences(), key=lambda s: (len(s), s))
+    if not unique:
+        return np.zeros(0, dtype=np.float32)
+    chunks = [
+        np.asarray(embed(unique[start : start + batch_size]), dtype=np.float32)
+        for start in range(0, len(unique), batch_size)
+    ]
+    vectors = np.concatenate(chunks)
+    if vectors.ndim != 2 or len(vectors) != len(unique):
+        raise ModelError(
+            f"the embedding function returned shape {vectors.shape} for {len(unique)} sentences"
+        )
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    where = {sentence: i for i, sentence in enumerate(unique)}
+    first = vectors[[where[s] for s in pairs.first]]
+    second = vectors[[where[s] for s in pairs.second]]
+    return np.sum(first * second, axis=1)
+
+
+def spearman_x100(
+    embed: Callable[[list[str]], np.ndarray], pairs: PairSet, *, batch_size: int = 256
+) -> float:
+    """Spearman ×100 of the pairs' cosine similarities against their gold scores.
+
+    ``embed`` maps a list of texts to a ``(len(texts), dim)`` array (a bundle's ``embed``, or
+    ``lambda t: model.encode(t)`` for sentence-transformers). NaN when either side is
+    constant. Raises :class:`~slimbert.errors.DataError` when the pairs have no scores.
+    """
+    from scipy.stats import spearmanr
+
+    scores = pairs.require_scores()
+    similarity = pair_similarities(embed, pairs, batch_size=batch_size)
+    if len(scores) < 2 or np.ptp(similarity) == 0 or np.ptp(scores) == 0:
+        return float("nan")  # spearmanr would warn and return NaN too
+    return float(100 * spearmanr(similarity, scores).statistic)
+
+
+class _TorchEmbedder:
+    """A sentence-transformers folder behind the ``embed`` interface a bundle has."""
+
+    def __init__(self, path: Path) -> None:
+        from slimbert.errors import require
+
+        require("sentence_transformers", "train")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.module = SentenceTransformer(str(path), device="cpu")  # never remote code
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot load the sentence-transformers folder {path}: {exc}") from exc
+        self.module.eval()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = self.module.encode(
+            list(texts),
+            batch_size=max(1, len(texts)),  # callers batch already
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def facts(self, path: Path) -> dict[str, Any]:
+        from slimbert.models import weights_mb
+
+        config = getattr(getattr(self.module[0], "auto_model", None), "config", None)
+        layers = getattr(config, "num_hidden_layers", None)
+        return {
+            "kind": "torch",
+            "layers": int(layers) if layers is not None else None,
+            "parameters": sum(p.numel() for p in self.module.parameters()),
+            "size_mb": weights_mb(path),
+            "dim": _dimension(self.module),
+        }
+
+
+def _dimension(model: Any) -> int | None:
+    # sentence-transformers renamed get_sentence_embedding_dimension; accept either.
+    method = getattr(model, "get_embedding_dimension", None)
+    return (method or model.get_sentence_embedding_dimension)()
+
+
+def _load_embedder(path: Path, threads: int, batch_size: int) -> tuple[Any, dict[str, Any]]:
+    """An object with ``embed(texts)`` for an embedder folder or bundle, and its table facts."""
+    if (path / "manifest.json").is_file():
+        from slimbert.runtime import load_bundle
+
+        bundle = load_bundle(path, threads=threads, batch_size=batch_size)
+        model_file = bundle.manifest["model_file"]
+        return bundle, {
+            "kind": f"onnx-{bundle.manifest.get('variant', '?')}",
+            "layers": _onnx_layers(path / model_file),
+            "parameters": None,
+            "size_mb": bundle.manifest["files"][model_file]["bytes"] / 1e6,
+            "dim": bundle.dim,
+        }
+    embedder = _TorchEmbedder(path)
+    return embedder, embedder.facts(path)
+
+
+def _onnx_layers(path: Path) -> int | None:
+    """Transformer layers of an exported graph: its attention nodes (fused or not)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    graph = onnx.load(str(path), load_external_data=False).graph
+    fused = sum(n.op_type in ("Attention", "QAttention", "MultiHeadAttention") for n in graph.node)
+    if fused:
+        return int(fused)
+    # Unfused graphs keep the torch module path in node names: /encoder/layer.3/attention/...
+    found = {m.group(1) for n in graph.node if (m := re.search(r"layer\.(\d+)/", n.name))}
+    return len(found) or None
+
+
+def _pair_specs(options: EvalOptions) -> tuple[str, ...]:
+    """The pair sets to score: ``pairs``; a ``data`` other than the classifier default joins."""
+    if options.data == CLASSIFIER_DATA:
+        return options.pairs
+    if options.pairs == EMBEDDER_PAIRS:
+        return (options.data,)
+    return options.pairs if options.data in options.pairs else (*options.pairs, options.data)
+
+
+def _row_names(options: EvalOptions) -> list[str]:
+    if options.names:
+        return list(options.names)
+    names = [Path(m).name or str(m) for m in options.models]
+    # Folder names label rows unless two models share one (runs/a/student, runs/b/student).
+    return names if len(set(names)) == len(names) else [str(m) for m in options.models]
+
+
+def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
+    """Spearman ×100 on each pair set, size, layers and latency of sentence embedders."""
+    from slimbert.pairs import load_pairs
+
+    pair_sets = {}
+    for spec in _pair_specs(options):
+        pairs = load_pairs(spec, encoding=options.encoding, limit=options.limit)
+        pairs.require_scores()
+        pair_sets[spec] = pairs
+    # Latency is measured on real sentences: the first pair set's, in file order.
+    first = next(iter(pair_sets.values()))
+    sentences = list(dict.fromkeys(first.first + first.second))
+    rows = []
+    for model, name in zip(options.models, _row_names(options), strict=True):
+        path = Path(model)
+        embedder, facts = _load_embedder(path, options.latency_threads, options.batch_size)
+        spearman = {
+            spec: spearman_x100(embedder.embed, pairs, batch_size=options.batch_size)
+            for spec, pairs in pair_sets.items()
+        }
+        latency = _latency_ms(
+            embedder,
+            sentences,
+            options.latency_samples,
+            options.latency_threads,
+            call=embedder.embed,
+        )
+        rows.append(
+            {"model": str(path), "name": name, **facts, "latency_ms": latency, "spearman": spearman}
+        )
+    return {
+        "task": "embedding",
+        "metric": "spearman_x100",
+        "pairs": {spec: len(pairs) for spec, pairs in pair_sets.items()},
+        "latency_threads": options.latency_threads,
+        "models": rows,
+    }
+
+
+def _embedder_table(result: dict[str, Any]) -> str:
+    specs = list(result["pairs"])
+    threads = result.get("latency_threads", 1)
+    sets = ", ".join(f"`{spec}` ({n} pairs)" for spec, n in result["pairs"].items())
+    lines = [
+        f"Spearman ×100 of cosine similarity against gold scores on {sets}; latency: batch 1 "
+        f"(one sentence), {'single thread' if threads == 1 else f'{threads} threads'}, "
+        "after warm-up.",
+        "",
+        "| model | kind | layers | params (M) | weights (MB) | "
+        + " | ".join(specs)
+        + " | p50 ms | p95 ms |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(specs) + "---:|---:|",
+    ]
+    for row in result["models"]:
+        lat = row["latency_ms"]
+        params = f"{row['parameters'] / 1e6:.1f}" if row["parameters"] else "–"
+        layers = row["layers"] if row["layers"] is not None else "–"
+        scores = " | ".join(f"{row['spearman'][spec]:.2f}" for spec in specs)
+        p50, p95 = lat.get("p50", float("nan")), lat.get("p95", float("nan"))
+        lines.append(
+            f"| {row['name']} | {row['kind']} | {layers} | {params} | {row['size_mb']:.1f} "
+            f"| {scores} | {p50:.2f} | {p95:.2f} |"
         )
     return "\n".join(lines) + "\n"
