@@ -15,7 +15,9 @@ the model failed to load); any other method is 405.
 Environment: ``SLIMBERT_BUNDLE`` (default: ``bundle/`` beside the ``slimbert`` package, i.e.
 ``/var/task/bundle`` in a Lambda zip), ``SLIMBERT_MAX_TEXTS`` (64), ``SLIMBERT_MAX_CHARS``
 (5000), ``SLIMBERT_MAX_BODY_BYTES`` (262144), ``SLIMBERT_THREADS``, ``SLIMBERT_LOG_LEVEL``
-(WARNING: failed requests are logged; INFO adds one JSON line per request).
+(WARNING: failed requests are logged; INFO adds one JSON line per request), ``SLIMBERT_INDEX``
+(a duplicate index, default ``index/`` beside ``bundle/`` when present; see
+``slimbert.runtime.index``) and ``SLIMBERT_MAX_TOP_K`` (20).
 
 The bundle loads at import so its cost falls in the platform's init phase, not in the first
 request. A failed load is logged and every request then gets a 500 saying so: the process
@@ -40,12 +42,20 @@ import numpy as np
 
 from slimbert.errors import ConfigError, SlimbertError
 from slimbert.runtime.bundle import Bundle, load_bundle
+from slimbert.runtime.index import (
+    DuplicateRequestError,
+    VectorIndex,
+    answer_duplicates,
+    load_deployed_index,
+    wants_duplicates,
+)
 
 log = logging.getLogger(__name__)
 
 BUNDLE_ENV = "SLIMBERT_BUNDLE"
 # handler.py sits at <root>/slimbert/runtime/handler.py; the zip puts the bundle at <root>/bundle.
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
+DEFAULT_INDEX = DEFAULT_BUNDLE.parent / "index"
 JSON_HEADERS = {"content-type": "application/json"}
 ALLOWED_METHODS = "GET, POST"
 DECIMALS = 6  # enough for probabilities and cosine similarities; halves the response size
@@ -110,15 +120,17 @@ class Request:
 
 BUNDLE: Bundle | None = None
 LIMITS = Limits()
+INDEX: VectorIndex | None = None  # the duplicate index, when the function ships one
 
 
 def reload(path: str | Path | None = None) -> Bundle | None:
     """(Re)load the bundle and limits; on failure log why and leave the function answering 500."""
-    global BUNDLE, LIMITS
+    global BUNDLE, LIMITS, INDEX
     source = Path(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
     try:
         limits = Limits.from_env()
         bundle = load_bundle(source)
+        index = load_deployed_index(bundle, DEFAULT_INDEX)
     except Exception as exc:
         # A SlimbertError already says what to do; anything else needs its traceback.
         log.error(
@@ -127,9 +139,9 @@ def reload(path: str | Path | None = None) -> Bundle | None:
             exc,
             exc_info=not isinstance(exc, SlimbertError),
         )
-        BUNDLE = None
+        BUNDLE = INDEX = None
         return None
-    BUNDLE, LIMITS = bundle, limits
+    BUNDLE, LIMITS, INDEX = bundle, limits, index
     return bundle
 
 
@@ -265,7 +277,20 @@ def _health(bundle: Bundle, limits: Limits) -> dict[str, Any]:
         "max_chars": limits.max_chars,
         "max_body_bytes": limits.max_body_bytes,
     }
+    if INDEX is not None:
+        data["index"] = {
+            "count": len(INDEX),
+            "backend": INDEX.backend,
+            "threshold": INDEX.threshold,
+        }
     return data
+
+
+def _duplicates(bundle: Bundle, texts: list[str], payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return answer_duplicates(bundle, INDEX, texts, payload)
+    except DuplicateRequestError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
 def respond(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -289,9 +314,13 @@ def respond(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
             headers["allow"] = ALLOWED_METHODS
             raise RequestError(405, f"method {method} is not supported; POST texts or GET health")
         else:
-            texts = parse_texts(parse_payload(request, limits), limits)
+            payload = parse_payload(request, limits)
+            texts = parse_texts(payload, limits)
             n_texts = len(texts)
-            status, data = 200, _score(bundle, texts)
+            if wants_duplicates(payload):
+                status, data = 200, _duplicates(bundle, texts, payload)
+            else:
+                status, data = 200, _score(bundle, texts)
     except RequestError as exc:
         status, data, error = exc.status, {"error": exc.message}, exc.message
     except Exception:
