@@ -48,6 +48,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (results under bench/results/).")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+index_app = typer.Typer(no_args_is_help=True, help="Duplicate-text index: build, query, calibrate.")
+app.add_typer(index_app, name="index")
 
 # One help text per option name: the names mean the same in every stage.
 HELP = {
@@ -87,6 +89,14 @@ HELP = {
     "time_limit_s": "Upper bound in seconds per function and memory size.",
     "quick": "A smoke profile: one size, few requests (used by the tests).",
     "memory_mb": "Memory sizes in MB, e.g. 512,1024,1769,3008.",
+    "bundle": "An exported bundle folder (`slimbert export`); for an index, an embedder's.",
+    "index": "An index folder from `slimbert index build` (package: shipped as index/).",
+    "id_column": "Column holding each text's id (default: the row number).",
+    "backend": "exact (numpy), usearch (HNSW) or auto (exact up to --exact-max texts).",
+    "exact_max": "Largest corpus that backend auto searches exactly.",
+    "dtype": "How vectors are stored: float16 (half the size) or float32.",
+    "test": "Pairs the chosen threshold is reported on (precision, recall, F1).",
+    "sizes": "Corpus sizes to measure, e.g. 1000,10000,100000.",
 }
 
 
@@ -282,14 +292,17 @@ def _print_fit(result: dict[str, Any]) -> None:
 
 
 def _register_stages() -> None:
+    from slimbert.bench_index import IndexBenchOptions
     from slimbert.bench_lambda import BenchLambdaOptions
     from slimbert.bench_serving import ServingBenchOptions
     from slimbert.benchmarks import SamplerBenchOptions
+    from slimbert.calibrate import CalibrateOptions
     from slimbert.cost import CostOptions
     from slimbert.distill import DistillOptions
     from slimbert.evaluate import EvalOptions, markdown_table
     from slimbert.export import ExportOptions
     from slimbert.finetune import TrainOptions
+    from slimbert.index import IndexBuildOptions
     from slimbert.invoke import InvokeOptions
     from slimbert.label import LabelOptions
     from slimbert.package import PackageOptions
@@ -405,6 +418,42 @@ def _register_stages() -> None:
             if gate.get(variant):
                 out.print(f"  {variant}: {gate[variant]}", highlight=False)
 
+    @stage_command(
+        IndexBuildOptions, "build", "Embed a corpus with a bundle into an index.", group=index_app
+    )
+    def _index_build(options: Options) -> None:
+        manifest = _run_stage("index-build", options)
+        out.print(
+            f"index → {options.out} ({manifest['count']:,} texts, {manifest['dim']}-d "  # type: ignore[attr-defined]
+            f"{manifest['dtype']}, backend {manifest['backend']})"
+        )
+
+    @stage_command(
+        CalibrateOptions,
+        "calibrate",
+        "Duplicate threshold: best F1 on validation pairs, reported on test pairs.",
+        group=index_app,
+    )
+    def _index_calibrate(options: Options) -> None:
+        from slimbert.calibrate import calibration_markdown
+
+        report = _run_stage("index-calibrate", options)
+        out.print(calibration_markdown(report), highlight=False)
+        out.print(f"results → {report['out']}")
+
+    @stage_command(
+        IndexBenchOptions,
+        "index",
+        "Duplicate index backends: exact numpy vs usearch (vs faiss when installed).",
+        group=bench_app,
+    )
+    def _bench_index(options: Options) -> None:
+        from slimbert.bench_index import index_markdown, run_index_bench
+
+        report = run_index_bench(options)  # type: ignore[arg-type]
+        out.print(index_markdown(report))
+        out.print(f"results → {report['out']}")
+
     @stage_command(EvalOptions, "eval", "Macro-F1, per-class scores, size and latency.")
     def _eval(options: Options) -> None:
         result = _run_stage("eval", options)
@@ -514,6 +563,31 @@ def data_prepare(
     folder = prepare_builtin(name, cache_dir)
     out.print(f"{name} → {folder}")
     out.print((folder / "manifest.json").read_text())
+
+
+@index_app.command("query")
+@user_errors
+def index_query(
+    index: Path = typer.Argument(..., help="Index folder from `slimbert index build`."),
+    texts: list[str] = typer.Argument(..., help="One or more query texts."),
+    bundle: Path | None = typer.Option(None, help="Embedding bundle (default: the index's)."),
+    top_k: int = typer.Option(5, "--top-k", help="Neighbours per text."),
+    backend: str | None = typer.Option(None, help="exact or usearch (default: the index's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Nearest stored texts, with cosine scores, for one or more query texts."""
+    from slimbert.index import query_index
+
+    results = query_index(index, texts, bundle=bundle, top_k=top_k, backend=backend)
+    if as_json:
+        out.print_json(data=results)
+        return
+    table = Table("query", "rank", "id", "score", "text", "duplicate")
+    for result in results:
+        for rank, n in enumerate(result["neighbours"], start=1):
+            dup = "" if result["is_duplicate"] is None or rank > 1 else str(result["is_duplicate"])
+            table.add_row(result["text"], str(rank), n["id"], f"{n['score']:.4f}", n["text"], dup)
+    out.print(table)
 
 
 _register_stages()

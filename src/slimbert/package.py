@@ -104,6 +104,7 @@ class PackageOptions(Options):
     wheel_cache: Path | None = None
     max_zip_mb: float = 50.0
     max_unzipped_mb: float = 250.0
+    index: Path | None = None  # a duplicate index (`slimbert index build`), shipped as index/
 
     def validate(self) -> None:
         check(
@@ -172,6 +173,8 @@ def build_package(options: PackageOptions, *, code_root: Path | None = None) -> 
     root = Path(code_root) if code_root is not None else Path(slimbert.__file__).parent.parent
     code = _code_entries(root)
     model = _bundle_entries(Path(options.bundle))
+    if options.index is not None:
+        model += _index_entries(Path(options.index), Path(options.bundle))
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     if options.target == "gcp-function":
@@ -295,6 +298,27 @@ def _bundle_entries(bundle: Path) -> list[_Entry]:
     if extra:
         log.warning("left out of the package (not in manifest.json): %s", ", ".join(extra))
     return entries
+
+
+def _index_entries(index: Path, bundle: Path) -> list[_Entry]:
+    """The index folder as ``index/``: checked now, as the function will check it at init."""
+    from slimbert.runtime.index import read_index_manifest, verify_index_files
+
+    manifest = read_index_manifest(index)
+    verify_index_files(index, manifest)
+    bundle_manifest = read_json(bundle / "manifest.json")
+    model = (bundle_manifest.get("files") or {}).get(bundle_manifest.get("model_file")) or {}
+    built = (manifest.get("bundle") or {}).get("model_sha256")
+    if built and built != model.get("sha256"):
+        raise SlimbertError(
+            f"the index {index} was built with another model than the bundle {bundle}",
+            hint="rebuild the index with this bundle (`slimbert index build --bundle`)",
+        )
+    if manifest["backend"] == "usearch":
+        # usearch + numkong add ~12 MiB zipped (docs/index.md); numpy is already there.
+        log.warning("usearch is not in the package: the function searches %s exactly", index)
+    names = ["manifest.json", *sorted(manifest["files"])]
+    return [_Entry(f"index/{n}", "model", "index", path=index / n) for n in names]
 
 
 def _wheel_dist(wheel: Path) -> str:

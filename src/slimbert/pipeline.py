@@ -46,10 +46,12 @@ class Stage:
 
 def stages() -> dict[str, Stage]:
     # Imported here so that `slimbert --help` stays fast and torch-free.
+    from slimbert.calibrate import CalibrateOptions, calibrate
     from slimbert.distill import DistillOptions, distill
     from slimbert.evaluate import EvalOptions, evaluate_models
     from slimbert.export import ExportOptions, export_model
     from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.index import IndexBuildOptions, build_index
     from slimbert.invoke import InvokeOptions, invoke_package
     from slimbert.label import LabelOptions, label_corpus
     from slimbert.package import PackageOptions, build_package
@@ -61,6 +63,10 @@ def stages() -> dict[str, Stage]:
         "export": Stage(ExportOptions, export_model, lambda o: Path(o.out)),
         "package": Stage(PackageOptions, build_package, lambda o: Path(o.out)),
         "invoke": Stage(InvokeOptions, invoke_package, lambda o: Path(o.out)),
+        "index-build": Stage(IndexBuildOptions, build_index, lambda o: Path(o.out)),
+        "index-calibrate": Stage(
+            CalibrateOptions, calibrate, lambda o: Path(o.out).with_suffix(".json")
+        ),
         "eval": Stage(
             EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
         ),
