@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build 2.13.0 (see pyproject); extras: train, serve, dev, bench
-	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench,index]'
 	touch $(STAMP)
 
 ## The main job on the embedded default data and model: teacher → silver → student → eval.
