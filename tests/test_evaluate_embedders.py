@@ -178,15 +178,21 @@ def test_unscored_pairs_are_a_data_error(tiny_sbert: Path, tmp_path: Path) -> No
         evaluate_models(EvalOptions(models=(str(tiny_sbert),), pairs=(str(path),)))
 
 
-def test_cli_prints_the_embedder_table(tiny_sbert: Path, tiny_pairs: dict[str, Path]) -> None:
+def test_cli_prints_the_embedder_table(
+    tiny_sbert: Path, tiny_pairs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from slimbert.cli import app
 
+    monkeypatch.chdir(tmp_path)  # the stage leaves a step stamp beside its output
     args = ["eval", "--models", str(tiny_sbert), "--pairs", str(tiny_pairs["test"])]
-    result = CliRunner().invoke(app, [*args, "--names", "tiny", "--latency-samples", "2"])
+    result = CliRunner().invoke(
+        app, [*args, "--names", "tiny", "--latency-samples", "2", "--out", "eval.json"]
+    )
     assert result.exit_code == 0, result.output
     assert "| tiny | torch | 4 |" in result.output
+    assert json.loads((tmp_path / "eval.json").read_text())["models"][0]["name"] == "tiny"
 
 
 @pytest.mark.slow
