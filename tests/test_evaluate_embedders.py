@@ -214,3 +214,15 @@ def test_minilm_on_the_sts_benchmark_test_set() -> None:
     assert row["spearman"]["stsb:test"] == pytest.approx(82.0, abs=1.5)
     assert row["layers"] == 6 and row["dim"] == 384
     assert 20 < row["parameters"] / 1e6 < 25
+
+
+def test_pipeline_summary_shows_embedder_spearman(tmp_path: Path) -> None:
+    from slimbert.cli import pipeline_summary
+    from slimbert.io import write_json
+    from slimbert.pipeline import Step
+
+    row = {"model": "runs/l3", "name": "l3", "kind": "torch", "spearman": {"stsb:test": 80.123}}
+    write_json(tmp_path / "eval.json", {"task": "embedding", "models": [row]})
+    options = EvalOptions(models=("runs/l3",), out=tmp_path / "eval.json")
+    summary = pipeline_summary([Step("eval", "eval", options)])
+    assert "Spearman ×100 · stsb:test · l3" in summary and "80.12" in summary

@@ -68,6 +68,8 @@ HELP = {
     "loss": "hard: teacher's labels (paper); soft: KL on logits with temperature; mix: both.",
     "labels": "Label names in order, e.g. negative,neutral,positive (default: sorted found).",
     "models": "Comma-separated model folders to compare.",
+    "pairs": "Scored pair sets for embedders: files, stsb:<split>, mrpc-target:<split>.",
+    "names": "Row labels for the models, comma-separated (default: the folder names).",
     "limit": "Use only the first N rows (smoke runs).",
     "balance": "Class-balanced batches by under-sampling the larger classes.",
     "bucket": "Group examples of similar token length into a batch.",
@@ -454,10 +456,12 @@ def _register_stages() -> None:
         out.print(index_markdown(report))
         out.print(f"results → {report['out']}")
 
-    @stage_command(EvalOptions, "eval", "Macro-F1, per-class scores, size and latency.")
+    @stage_command(
+        EvalOptions, "eval", "Classifiers: macro-F1; embedders: Spearman; size and latency."
+    )
     def _eval(options: Options) -> None:
         result = _run_stage("eval", options)
-        out.print(markdown_table(result))
+        out.print(markdown_table(result), soft_wrap=True, highlight=False)
 
 
 @app.command("run")
@@ -505,6 +509,10 @@ def pipeline_summary(steps: list[Any]) -> str:
         try:
             if step.stage == "eval":
                 for m in read_json(Path(o.out or "eval").with_suffix(".json"))["models"]:
+                    if "spearman" in m:  # sentence embedders
+                        for spec, rho in m["spearman"].items():
+                            rows.append((f"Spearman ×100 · {spec} · {m['name']}", f"{rho:.2f}"))
+                        continue
                     rows.append(
                         (f"test macro-F1 · {m['model']} ({m['kind']})", f"{m['macro_f1']:.4f}")
                     )
