@@ -111,6 +111,26 @@ def test_direct_invoke_single_text(handler: ModuleType) -> None:
     assert out["request_id"]  # generated when there is no Lambda context
 
 
+def test_generated_request_ids_are_distinct(handler: ModuleType) -> None:
+    ids = [handler.lambda_handler({"text": "good"}, None)["request_id"] for _ in range(3)]
+    status, data = http_json(handler.lambda_handler(v2_event(json.dumps(GOOD)), None))
+    ids.append(data["request_id"])
+    assert len(set(ids)) == 4 and all(ids)
+
+
+def test_probabilities_are_the_bundles_rounded(handler: ModuleType) -> None:
+    # The handler computes them from the logits; they must agree with Bundle.predict.
+    out = handler.lambda_handler(GOOD, CONTEXT)
+    want = handler.BUNDLE.predict(GOOD["texts"])
+    for got, expected in zip(out["predictions"], want, strict=True):
+        assert got["label"] == expected["label"]
+        assert list(got["probabilities"]) == LABELS
+        for name in LABELS:
+            value = got["probabilities"][name]
+            assert type(value) is float and value == round(value, 6)
+            assert value == pytest.approx(expected["probabilities"][name], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "event",
     [
@@ -221,7 +241,7 @@ def test_unexpected_error_is_a_500_without_details(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret connection string xyz")
 
-    monkeypatch.setattr(handler.BUNDLE, "predict", explode)
+    monkeypatch.setattr(handler.BUNDLE, "logits", explode)
     with caplog.at_level(logging.INFO, logger="slimbert.runtime.handler"):
         status, data = http_json(handler.lambda_handler(v1_event(json.dumps(GOOD)), CONTEXT))
         direct = handler.lambda_handler(GOOD, CONTEXT)

@@ -138,6 +138,31 @@ def test_padding_does_not_change_logits(classifier: Bundle) -> None:
     np.testing.assert_allclose(with_long[0], alone[0], atol=1e-6)
 
 
+def test_texts_of_one_length_and_single_texts_match_padded_batches(
+    bundles: dict[str, Path], classifier: Bundle
+) -> None:
+    # One text, and texts of equal length, skip the padding code: same logits either way.
+    typed = load_bundle(bundles["typed"], threads=1)
+    for bundle in (classifier, typed):
+        same = ["good great", "bad awful"]
+        assert len(set(bundle.token_lengths(same))) == 1
+        padded = bundle.logits([*same, "table chair and more words here"])
+        np.testing.assert_allclose(bundle.logits(same), padded[:2], atol=1e-6)
+        np.testing.assert_allclose(bundle.logits(same[:1]), padded[:1], atol=1e-6)
+
+
+def test_softmax_is_stable_and_keeps_the_dtype_asked() -> None:
+    from slimbert.runtime.bundle import softmax
+
+    logits = np.array([[1000.0, 1000.0, -1000.0], [0.0, 1.0, 2.0]], dtype=np.float32)
+    p32, p64 = softmax(logits), softmax(logits, dtype=np.float64)
+    assert p32.dtype == np.float32 and p64.dtype == np.float64
+    np.testing.assert_allclose(p64[0], [0.5, 0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(p64.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(p32, p64, atol=1e-7)
+    assert logits[0, 0] == 1000.0  # the input is left alone
+
+
 def test_truncation_on_and_padding_off_whatever_the_file_says(classifier: Bundle) -> None:
     # The tokenizer.json pads to 64 and truncates at 512; the manifest says 16.
     assert classifier.token_lengths(["good", "good " * 100, ""]) == [3, 16, 2]

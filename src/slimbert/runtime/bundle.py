@@ -272,15 +272,30 @@ class Bundle:
         # A bare string is a Sequence[str] too; scoring its characters one by one is never meant.
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not a single string")
+        if len(texts) == 1:
+            # One text (the function's usual request): encode_batch would hand it to the
+            # tokenizer's thread pool and back, which costs more than encoding it.
+            return [self._tokenizer.encode(texts[0])]
         return self._tokenizer.encode_batch(list(texts)) if texts else []
 
     def _feeds(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
-        width = max(1, max(len(e.ids) for e in encodings))
-        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        types = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
+        lengths = [len(e.ids) for e in encodings]
+        width = max(1, max(lengths))
+        shape = (len(encodings), width)
+        if min(lengths) == width:  # one text, or texts of one length: no padding to write
+            feeds: dict[str, np.ndarray] = {}
+            for name in self.inputs:
+                if name == "input_ids":
+                    feeds[name] = np.array([e.ids for e in encodings], dtype=np.int64)
+                elif name == "attention_mask":
+                    feeds[name] = np.ones(shape, dtype=np.int64)
+                else:
+                    feeds[name] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+            return feeds
+        ids = np.full(shape, self._pad_id, dtype=np.int64)
+        mask = np.zeros(shape, dtype=np.int64)
+        types = np.zeros(shape, dtype=np.int64)
+        for row, (enc, n) in enumerate(zip(encodings, lengths, strict=True)):
             ids[row, :n] = enc.ids
             mask[row, :n] = 1
             types[row, :n] = enc.type_ids
@@ -292,27 +307,31 @@ class Bundle:
         encodings = self._encode(texts)
         n = len(encodings)
         width = len(self.label_names) if self.task == "classification" else self.dim
+        single = 0 < n <= self.batch_size  # one chunk: its rows are the output, in input order
         # An embedding graph with a dynamic output width tells its dim only when it first runs.
-        out = np.zeros((n, width), dtype=np.float32) if width is not None else None
+        out = np.zeros((n, width), dtype=np.float32) if width is not None and not single else None
         # Sorting by length makes each chunk's padding small; the rows go back by index.
-        order = sorted(range(n), key=lambda i: len(encodings[i].ids))
+        order = list(range(n)) if single else sorted(range(n), key=lambda i: len(encodings[i].ids))
         tokenize_s = time.perf_counter() - started
         inference_s = 0.0
         for start in range(0, n, self.batch_size):
             index = order[start : start + self.batch_size]
             t0 = time.perf_counter()
-            feeds = self._feeds([encodings[i] for i in index])
+            feeds = self._feeds(encodings if single else [encodings[i] for i in index])
             t1 = time.perf_counter()
             (result,) = self._session.run([self._output], feeds)
             inference_s += time.perf_counter() - t1
             tokenize_s += t1 - t0
-            columns = out.shape[1] if out is not None else result.shape[-1]
+            columns = out.shape[1] if out is not None else width or result.shape[-1]
             if result.shape != (len(index), columns):
                 raise BundleError(
                     f"{self.manifest['model_file']} returned shape {result.shape} for a batch of "
                     f"{len(index)} texts; expected ({len(index)}, {columns})",
                     hint=REEXPORT_HINT,
                 )
+            if single:
+                out = np.asarray(result, dtype=np.float32)
+                break
             if out is None:
                 out = np.zeros((n, columns), dtype=np.float32)
             out[index] = result
@@ -322,12 +341,16 @@ class Bundle:
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits (the row maximum is subtracted first)."""
+def softmax(logits: np.ndarray, dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
+    """Row-wise softmax, stable for large logits (the row maximum is subtracted first).
+
+    Computed in float64 (one copy, then in place) and returned as ``dtype``.
+    """
     z = logits.astype(np.float64)
     z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z if dtype is np.float64 else z.astype(dtype)
 
 
 def load_bundle(
