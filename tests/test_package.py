@@ -139,11 +139,17 @@ def test_zip_is_stripped(lambda_package: tuple[Path, dict[str, Any]]) -> None:
     with zipfile.ZipFile(zip_path) as zf:
         names = zf.namelist()
     files = [n for n in names if not n.endswith("/")]
-    for gone in ("/tests/", "__pycache__", "/include/", "numpy/f2py/", "numpy/testing/"):
+    for gone in ("/tests/", "/include/", "numpy/f2py/", "numpy/testing/"):
         assert not [n for n in names if gone in f"/{n}"], gone
     for gone in ("transformers", "tools", "quantization", "datasets", "training", "backend"):
         assert not [n for n in names if n.startswith(f"onnxruntime/{gone}/")], gone
-    assert not [n for n in files if n.endswith((".pyi", ".pyc", ".pxd", ".h", ".a"))]
+    assert not [n for n in files if n.endswith((".pyi", ".pxd", ".h", ".a"))]
+    # The only bytecode is ours: cpython-312 files beside a shipped source (none from wheels).
+    sources = {n for n in files if n.endswith(".py")}
+    for pyc in [n for n in files if "__pycache__" in n or n.endswith(".pyc")]:
+        folder, _, name = pyc.rpartition("/__pycache__/")
+        assert name.endswith(".cpython-312.pyc"), pyc
+        assert f"{folder}/{name.split('.')[0]}.py".lstrip("/") in sources, pyc
     assert not [n for n in files if "libonnxruntime.so" in n or "_multiarray_tests" in n]
     metadata = [n for n in files if ".dist-info/" in n]
     assert metadata and all("licenses/" in n or "LICENSE" in n for n in metadata)
@@ -162,9 +168,28 @@ def test_zip_is_stripped(lambda_package: tuple[Path, dict[str, Any]]) -> None:
     assert any(n.startswith("onnxruntime/capi/onnxruntime_pybind11_state") for n in files)
     assert any(n.startswith("numpy.libs/libscipy_openblas") for n in files)
     code = [n for n in files if n.startswith("slimbert/")]
-    assert all(n.endswith(".py") for n in code)
-    assert {n.split("/")[1] for n in code} <= {"__init__.py", "errors.py", "runtime"}
+    assert all(n.endswith((".py", ".cpython-312.pyc")) for n in code)
+    assert {n.split("/")[1] for n in code} <= {"__init__.py", "errors.py", "runtime", "__pycache__"}
     assert report["stripped"]["onnxruntime"]["bytes"] > 30_000_000
+
+
+def test_zip_ships_checked_hash_bytecode_for_python312(
+    lambda_package: tuple[Path, dict[str, Any]],
+) -> None:
+    zip_path, report = lambda_package
+    if report["bytecode"] is None:
+        pytest.skip("no Python 3.12 here: the zip ships source only")
+    assert report["bytecode"]["python"].startswith("3.12.")
+    assert report["bytecode"]["invalidation"] == "checked-hash"
+    with zipfile.ZipFile(zip_path) as zf:
+        names = set(zf.namelist())
+        handler_pyc = zf.read("slimbert/runtime/__pycache__/handler.cpython-312.pyc")
+    sources = [n for n in names if n.endswith(".py")]
+    pycs = [n for n in names if n.endswith(".pyc")]
+    assert len(pycs) == report["bytecode"]["files"] == len(sources)
+    assert "numpy/__pycache__/__init__.cpython-312.pyc" in names
+    # Flags 0b11: hash-based and checked against the source, so never stale; no mtime inside.
+    assert int.from_bytes(handler_pyc[4:8], "little") == 0b11
 
 
 def test_size_report_adds_up(
