@@ -684,8 +684,8 @@ def balance(
 
     Bins are ``[edges[i], edges[i+1])``, the last one closed. Without ``silver_size`` every
     bin keeps at most ``cap = max(ceil(bin_factor × smallest non-empty bin), min_per_bin)``
-    pairs. With ``silver_size``, the cap is the largest one whose total stays within
-    ``silver_size`` (small bins are kept whole, large ones cut to the same size). Which pairs a
+    pairs. With ``silver_size``, exactly ``silver_size`` pairs are kept (or all, if fewer):
+    small bins whole, the larger ones cut to one common size (give or take one). Which pairs a
     cut bin keeps is a seeded random choice.
     """
     scores = np.asarray(scores, dtype=np.float64)
@@ -693,18 +693,18 @@ def balance(
     which = np.searchsorted(inner, scores, side="right")
     counts = np.bincount(which, minlength=len(edges) - 1)
     nonempty = counts[counts > 0]
+    rng = np.random.default_rng(seed)
     if silver_size is None:
         smallest = int(nonempty.min()) if len(nonempty) else 0
-        cap = max(math.ceil(bin_factor * smallest), min_per_bin)
+        caps = np.full(len(counts), max(math.ceil(bin_factor * smallest), min_per_bin))
     else:
-        cap = _water_level(counts, silver_size)
-    rng = np.random.default_rng(seed)
+        caps = _water_level(counts, silver_size, rng)
     keep: list[np.ndarray] = []
     report = []
     for b, count in enumerate(counts.tolist()):
         members = np.flatnonzero(which == b)
-        if count > cap:
-            members = rng.choice(members, size=cap, replace=False)
+        if count > caps[b]:
+            members = rng.choice(members, size=int(caps[b]), replace=False)
         keep.append(members)
         report.append(
             {
@@ -718,8 +718,9 @@ def balance(
     return kept.astype(np.int64), report
 
 
-def _water_level(counts: np.ndarray, size: int) -> int:
-    """The largest per-bin cap ``c`` with ``sum(min(count, c)) <= size``."""
+def _water_level(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-bin caps summing to ``min(size, total)``: one level ``c`` for all bins (the largest
+    with ``sum(min(count, c)) <= size``), then ``c + 1`` for a seeded few of the cut bins."""
     low, high = 0, int(counts.max(initial=0))
     while low < high:
         mid = (low + high + 1) // 2
@@ -727,4 +728,9 @@ def _water_level(counts: np.ndarray, size: int) -> int:
             low = mid
         else:
             high = mid - 1
-    return low
+    caps = np.full(len(counts), low)
+    left = size - int(np.minimum(counts, low).sum())
+    cut = np.flatnonzero(counts > low)
+    if left > 0 and len(cut):
+        caps[rng.choice(cut, size=min(left, len(cut)), replace=False)] += 1
+    return caps
