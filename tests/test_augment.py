@@ -368,3 +368,30 @@ def test_minilm_cross_encoder_learns_stsb(tmp_path: Path) -> None:
     )
     report = train_cross_encoder(options)
     assert report["best_val_spearman"] > 0.5
+
+
+def test_commands_and_pipeline_stages(
+    tiny_ce: tuple[Path, dict[str, Any]],
+    pool_csv: Path,
+    tiny_pairs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+    from slimbert.pipeline import stages
+
+    known = stages()
+    assert known["augment"].options is AugmentOptions
+    assert known["cross-encoder"].options is CrossEncoderOptions
+    runner = CliRunner()
+    result = runner.invoke(app, ["augment", "--pool", str(pool_csv)])
+    assert result.exit_code == 2 and "needs option 'cross_encoder'" in result.output
+    out = tmp_path / "augment"
+    args = ["augment", "--cross-encoder", str(tiny_ce[0]), "--pool", str(pool_csv)]
+    args += ["--exclude", f"{tiny_pairs['validation']},{tiny_pairs['test']}"]
+    args += ["--out", str(out), "--silver-size", "12", "--max-length", "32"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "12 silver pairs" in result.output
+    assert len(load_pairs(out / "silver.parquet")) == 12

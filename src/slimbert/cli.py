@@ -99,6 +99,14 @@ HELP = {
     "dtype": "How vectors are stored: float16 (half the size) or float32.",
     "test": "Pairs the chosen threshold is reported on (precision, recall, F1).",
     "sizes": "Corpus sizes to measure, e.g. 1000,10000,100000.",
+    "cross_encoder": "Cross-encoder folder that scores the mined pairs (AugSBERT).",
+    "pool": "Unlabelled sentences to mine pairs from: a pair spec (both sides) or a file.",
+    "exclude": "Pair specs/files whose sentences are never mined (validation, test).",
+    "top_k": "BM25 neighbours mined per pool sentence.",
+    "bins": "Score bin edges for balancing, e.g. 0,0.2,0.4,0.6,0.8,1.",
+    "bin_factor": "Keep at most this many times the smallest non-empty bin per bin.",
+    "min_per_bin": "Never cap a bin below this many pairs.",
+    "silver_size": "Keep exactly this many silver pairs, bins as even as possible.",
 }
 
 
@@ -244,6 +252,7 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
         "train": lambda step: {"reporter": _TrainReporter(progress, step.name)},
         "distill": lambda step: {"reporter": _TrainReporter(progress, step.name)},
         "label": lambda step: {"progress": _label_progress(progress, step.name)},
+        "augment": lambda step: {"progress": _label_progress(progress, step.name)},
     }
 
 
@@ -294,6 +303,7 @@ def _print_fit(result: dict[str, Any]) -> None:
 
 
 def _register_stages() -> None:
+    from slimbert.augment import AugmentOptions, CrossEncoderOptions
     from slimbert.bench_index import IndexBenchOptions
     from slimbert.bench_lambda import BenchLambdaOptions
     from slimbert.bench_serving import ServingBenchOptions
@@ -321,6 +331,26 @@ def _register_stages() -> None:
             f"labelled {result.rows:,} rows in {result.shards} shards "
             f"({result.resumed_shards} resumed) at {result.rows_per_second:,.0f} rows/s "
             f"→ {result.out}; labels {result.label_counts}"
+        )
+
+    @stage_command(
+        CrossEncoderOptions, "cross-encoder", "Train the AugSBERT cross-encoder on gold pairs."
+    )
+    def _cross_encoder(options: Options) -> None:
+        r = _run_stage("cross-encoder", options)
+        out.print(
+            f"best validation Spearman {100 * r['best_val_spearman']:.2f} at step "
+            f"{r['best_step']} of {r['steps']} ({r['seconds']:.0f} s) → {options.out}"  # type: ignore[attr-defined]
+        )
+
+    @stage_command(
+        AugmentOptions, "augment", "AugSBERT silver pairs: BM25 mining, cross-encoder, balance."
+    )
+    def _augment(options: Options) -> None:
+        r = _run_stage("augment", options)
+        out.print(
+            f"{r['silver']:,} silver pairs of {r['candidates']:,} candidates (median score "
+            f"{r['score_median']:.2f}, {r['resumed_shards']} shard(s) resumed) → {r['silver_file']}"
         )
 
     @stage_command(DistillOptions, "distill", "Distill a small student on the silver set.")

@@ -46,6 +46,7 @@ class Stage:
 
 def stages() -> dict[str, Stage]:
     # Imported here so that `slimbert --help` stays fast and torch-free.
+    from slimbert.augment import AugmentOptions, CrossEncoderOptions, augment, train_cross_encoder
     from slimbert.calibrate import CalibrateOptions, calibrate
     from slimbert.distill import DistillOptions, distill
     from slimbert.evaluate import EvalOptions, evaluate_models
@@ -59,6 +60,8 @@ def stages() -> dict[str, Stage]:
     return {
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
         "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), clear_stale=True),
+        "cross-encoder": Stage(CrossEncoderOptions, train_cross_encoder, lambda o: Path(o.out)),
+        "augment": Stage(AugmentOptions, augment, lambda o: Path(o.out), clear_stale=True),
         "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
         "export": Stage(ExportOptions, export_model, lambda o: Path(o.out)),
         "package": Stage(PackageOptions, build_package, lambda o: Path(o.out)),
