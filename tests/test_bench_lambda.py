@@ -23,6 +23,7 @@ from slimbert.bench_lambda import (
     _Failed,
     _platform_fields,
     _Run,
+    _throttling,
     emulator_durations,
     quantiles,
     run_lambda_bench,
@@ -103,6 +104,10 @@ def test_quick_smoke_run(runnable_package: Path, texts_csv: Path, tmp_path: Path
     if doc["limits"]["cgroups"]:
         assert block["limits"] == "cgroup-v1"
         assert block["peak_memory_mb"] > 0 and block["cpu_quota_vcpus"] == pytest.approx(0.5789)
+        assert doc["limits"]["cfs_period_us"] == 10_000
+        throttling = block["throttling"]
+        assert 0 <= throttling["throttled_periods"] <= throttling["periods"]
+        assert throttling["throttled_ms"] >= 0
         # Every instance's cgroup is gone afterwards.
         for controller in cgroups.CONTROLLERS:
             base = cgroups._base(controller)
@@ -143,6 +148,20 @@ def test_options_validate_and_quick_profile() -> None:
     assert aws == {"platform": "aws-lambda", "arch": host_arch()}
     gen1 = _platform_fields(BenchLambdaOptions(platform="gcp-gen1"))
     assert gen1 == {"platform": "gcp-functions-gen1", "arch": None}
+
+
+def test_throttling_from_two_cpu_stat_reads() -> None:
+    before = {"nr_periods": 100, "nr_throttled": 10, "throttled_time": 5_000_000}
+    after = {"nr_periods": 300, "nr_throttled": 60, "throttled_time": 105_000_000}
+    assert _throttling(before, after) == {
+        "periods": 200,
+        "throttled_periods": 50,
+        "throttled_fraction": 0.25,
+        "throttled_ms": 100.0,
+    }
+    assert _throttling({}, {}) is None  # no cgroup: nothing to read
+    with pytest.raises(ConfigError, match="cfs_period_ms"):
+        BenchLambdaOptions(cfs_period_ms=0.1)
 
 
 def test_quantiles_and_emulator_report_lines() -> None:

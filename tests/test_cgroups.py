@@ -100,9 +100,29 @@ def test_cgroup_writes_quota_and_limits(fake_tree: Path) -> None:
 
 def test_cgroup_quota_floor_and_no_swap_file(fake_tree: Path) -> None:
     with Cgroup("tiny", 128, 0.001) as cg:
-        assert (cg.paths["cpu"] / "cpu.cfs_quota_us").read_text() == "1000\n"  # kernel minimum
+        cpu = cg.paths["cpu"]
+        # The kernel's minimum quota (1 ms) over a period long enough to keep the share.
+        assert (cpu / "cpu.cfs_quota_us").read_text() == "1000\n"
+        assert (cpu / "cpu.cfs_period_us").read_text() == "1000000\n"
         assert not (cg.paths["memory"] / "memory.memsw.limit_in_bytes").exists()
         assert cg.peak_memory_mb() is None and cg.oom_kills() == 0
+        assert cg.cpu_stat() == {}
+
+
+def test_cgroup_period_keeps_the_share_and_reads_throttling(fake_tree: Path) -> None:
+    with Cgroup("aws-1024", 1024, platform_cpu(1024, "aws"), period_us=10_000) as cg:
+        cpu = cg.paths["cpu"]
+        assert (cpu / "cpu.cfs_period_us").read_text() == "10000\n"
+        assert (cpu / "cpu.cfs_quota_us").read_text() == "5789\n"  # 0.5789 vCPU
+        (cpu / "cpu.stat").write_text("nr_periods 52\nnr_throttled 48\nthrottled_time 1449\n")
+        assert cg.cpu_stat() == {"nr_periods": 52, "nr_throttled": 48, "throttled_time": 1449}
+    # 128 MB (0.072 vCPU) needs a longer period than 10 ms for a quota of at least 1 ms.
+    small = Cgroup("aws-128", 128, platform_cpu(128, "aws"), period_us=10_000)
+    assert small.quota_us == 1000 and small.quota_us / small.period_us == pytest.approx(
+        platform_cpu(128, "aws"), rel=1e-3
+    )
+    with pytest.raises(SlimbertError, match="CFS period"):
+        Cgroup("x", 128, 1.0, period_us=500)
 
 
 def test_cgroup_rejects_bad_arguments() -> None:

@@ -94,6 +94,9 @@ class BenchLambdaOptions(Options):
     platform: Literal["aws", "gcp-gen1", "gcp-gen2"] = "aws"
     gcp_cpu: float | None = None  # gen2's --cpu; None: Google's default for the memory size
     time_limit_s: float = 900.0  # per function and memory size (and per concurrency level)
+    # The window in which the CPU share is enforced (cpu.cfs_period_us; the quota keeps the
+    # share). 10 ms, not the kernel's 100 ms: see docs/design.md, "CPU share and CFS period".
+    cfs_period_ms: float = 10.0
     results: Path = Path("bench/results")
     quick: bool = False  # smoke profile: 1 size, 50 requests, 2 cold starts, K=1,2 x 40
 
@@ -118,6 +121,7 @@ class BenchLambdaOptions(Options):
         check(self.concurrency_requests >= 1, "concurrency_requests must be at least 1")
         check(self.gcp_cpu is None or self.gcp_cpu > 0, "gcp_cpu must be positive")
         check(self.time_limit_s > 0, "time_limit_s must be positive")
+        check(1.0 <= self.cfs_period_ms <= 1000.0, "cfs_period_ms must be 1..1000 ms")
 
     def profile(self) -> BenchLambdaOptions:
         """The settings actually run: these options, or the smoke profile when ``quick``."""
@@ -283,6 +287,20 @@ def _call(fn: _Function, target: _Target, text: str) -> tuple[float, float]:
 # -- measuring ----------------------------------------------------------------------------------
 
 
+def _throttling(before: dict[str, int], after: dict[str, int]) -> dict[str, Any] | None:
+    """CFS throttling over the measured requests, from two reads of ``cpu.stat``."""
+    keys = ("nr_periods", "nr_throttled", "throttled_time")
+    if not all(k in before and k in after for k in keys):
+        return None
+    periods, throttled = (after[k] - before[k] for k in keys[:2])
+    return {
+        "periods": periods,
+        "throttled_periods": throttled,
+        "throttled_fraction": throttled / periods if periods else 0.0,
+        "throttled_ms": (after["throttled_time"] - before["throttled_time"]) / 1e6,
+    }
+
+
 def quantiles(values: list[float]) -> dict[str, float]:
     """p50/p90/p95/p99, mean and max of ``values`` (ms), and how many there were."""
     a = np.asarray(values, dtype=float)
@@ -324,7 +342,10 @@ class _Run:
 
     def limits(self, label: str, memory_mb: int, vcpus: float, index: int = 0) -> cgroups.Limits:
         name = f"{os.getpid()}-{label}"
-        return cgroups.Limits(name, memory_mb, vcpus, use_cgroups=self.use_cgroups, index=index)
+        period_us = round(self.opts.cfs_period_ms * 1000)
+        return cgroups.Limits(
+            name, memory_mb, vcpus, use_cgroups=self.use_cgroups, index=index, period_us=period_us
+        )
 
     def failure(self, block: dict[str, Any], exc: _Failed, limits: list[cgroups.Limits]) -> None:
         kills = sum(lim.oom_kills() for lim in limits)
@@ -399,6 +420,7 @@ class _Run:
                     break
                 _call(fn, target, self.text(opts.requests + i))
                 warmed += 1
+            before = limits.cpu_stat()
             for i in range(opts.requests):
                 if time.monotonic() > deadline:
                     stopped = f"time limit {opts.time_limit_s:g} s after {i} requests"
@@ -412,6 +434,7 @@ class _Run:
 
             rss = peak_rss_mb(fn.pid) if fn.pid else None
             peak = limits.peak_memory_mb()
+            throttling = _throttling(before, limits.cpu_stat())
         finally:
             fn.stop()
         block: dict[str, Any] = {
@@ -425,6 +448,8 @@ class _Run:
             "peak_memory_mb": peak,
             "peak_rss_mb": rss,
         }
+        if throttling is not None:
+            block["throttling"] = throttling
         if stopped:
             block["stopped_early"] = stopped
         if target.kind == "lambda" and fn.log_path is not None and fn.log_path.is_file():
@@ -633,6 +658,13 @@ def _notes(opts: BenchLambdaOptions, limits: dict[str, Any], load: list[float]) 
             f"the host was busy (1-minute load up to {max(load):.1f} on {host} CPUs): other work "
             "shares the CPUs, so tails are wider than on an idle machine"
         )
+    if limits["cgroups"]:
+        notes.append(
+            f"CPU share enforced per {opts.cfs_period_ms:g} ms CFS period (quota = share x "
+            "period; the kernel's default is 100 ms): the emulator, the runtime client and the "
+            "handler share it, as the whole execution environment does on Lambda. throttling: "
+            "how many periods of the measured requests ran out of quota (docs/design.md)"
+        )
     notes.append(
         "durations_ms is the handler's own timing_ms.total; Lambda bills from the runtime's "
         "view (emulator_duration_ms), which also counts the runtime client's work"
@@ -700,7 +732,7 @@ def run_lambda_bench(options: BenchLambdaOptions) -> dict[str, Any]:
         "reason": reason,
         "mode": "cgroup-v1" if use_cgroups else "affinity",
         "memory_limited": use_cgroups,
-        "cfs_period_us": cgroups.CFS_PERIOD_US,
+        "cfs_period_us": round(opts.cfs_period_ms * 1000) if use_cgroups else None,
     }
     report: dict[str, Any] = {
         "benchmark": "lambda",
@@ -765,26 +797,31 @@ def lambda_markdown(r: dict[str, Any]) -> str:
         f"{p['warmup']} warm-up, {p['cold_starts']} cold starts, data `{p['data']}`.",
         "",
         "| function | MB | vCPU | fn p50 | fn p95 | fn p99 | client p50 | client p99 "
-        "| cold p50 | cold p90 | INIT p50 | peak MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cold p50 | cold p90 | INIT p50 | peak MB | throttled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, fn in r["functions"].items():
         for mb, b in fn["memory"].items():
             cpu = f"{b['cpu_quota_vcpus']:.2f}" + ("*" if b["cpu_quota_capped"] else "")
             if "durations_ms" not in b:
                 what = "OOM" if b["oom"] else f"error: {b.get('error', '')[:60]}"
-                lines.append(f"| {name} | {mb} | {cpu} | {what} |" + " |" * 8)
+                lines.append(f"| {name} | {mb} | {cpu} | {what} |" + " |" * 9)
                 continue
             c, cold = b["client_ms"], b["cold_start_ms"]
+            fraction = (b.get("throttling") or {}).get("throttled_fraction")
+            throttled = "–" if fraction is None else f"{fraction:.0%}"
             lines.append(
                 f"| {name} | {mb} | {cpu} | {b['p50_ms']:.2f} | {b['p95_ms']:.2f} "
                 f"| {b['p99_ms']:.2f} | {c['p50']:.2f} | {c['p99']:.2f} | {cold['p50']:.0f} "
-                f"| {cold['p90']:.0f} | {b['init_ms']['p50']:.0f} | {_f(b['peak_memory_mb'])} |"
+                f"| {cold['p90']:.0f} | {b['init_ms']['p50']:.0f} | {_f(b['peak_memory_mb'])} "
+                f"| {throttled} |"
             )
     lines += [
         "",
         "ms throughout; fn: the handler's own timing; client: round trip through the emulator "
-        "or server; * quota capped at the host's CPUs.",
+        "or server; * quota capped at the host's CPUs; throttled: share of the CFS periods "
+        f"({_f(r['limits'].get('cfs_period_us'), ',')} us) of the measured requests whose "
+        "quota ran out.",
         "",
         "## Concurrency",
         "",

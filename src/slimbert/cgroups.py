@@ -16,6 +16,15 @@ them at a fake tree.
 * ``gcp-gen1``: Google's fixed clock per memory tier (128 MB: 0.2 GHz ... 2,048 MB: 2.4 GHz),
   with 2.4 GHz taken as one vCPU; a size between tiers gets the next tier up, as it is billed;
 * ``gcp-gen2``: the CPU configured with ``--cpu``, else Google's default per memory tier.
+
+The share is enforced by the CFS bandwidth controller: ``quota`` microseconds of CPU per
+``period``. The kernel's default period, 100 ms, turns a 0.58-vCPU share into "run for 58 ms,
+then wait up to 42 ms" whenever the function is busy for longer than its quota: that stall is
+a property of the window the harness picked, not of the platform, which documents a share and
+not a window. :class:`Cgroup` therefore takes the period as a parameter (``slimbert bench
+lambda`` uses 10 ms; see docs/design.md) and keeps ``quota / period`` equal to the share.
+:meth:`Cgroup.cpu_stat` reads back how often the quota ran out (``nr_throttled``) and for how
+long (``throttled_time``).
 """
 
 from __future__ import annotations
@@ -43,8 +52,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The cgroup the function cgroups nest under, per controller; None: this process's own.
 PARENT: str | None = None
 CONTROLLERS = ("cpu", "memory")
-CFS_PERIOD_US = 100_000
+CFS_PERIOD_US = 100_000  # the kernel's default
 MIN_QUOTA_US = 1_000  # the kernel refuses a smaller cpu.cfs_quota_us
+MAX_PERIOD_US = 1_000_000  # ... and a longer cpu.cfs_period_us
 MIB = 1 << 20
 
 AWS_MB_PER_VCPU = 1769
@@ -161,20 +171,36 @@ class Cgroup:
         *,
         root: Path | None = None,
         parent: str | None = None,
+        period_us: int = CFS_PERIOD_US,
     ) -> None:
         if not name or "/" in name or name.startswith("."):
             raise SlimbertError(f"bad cgroup name {name!r}")
         if memory_mb <= 0 or cpu_vcpus <= 0:
             raise SlimbertError("a cgroup needs a positive memory size and CPU quota")
+        if not MIN_QUOTA_US <= period_us <= MAX_PERIOD_US:
+            raise SlimbertError(
+                f"the CFS period must be {MIN_QUOTA_US}..{MAX_PERIOD_US} us, got {period_us}"
+            )
         self.name = name
         self.memory_mb = int(memory_mb)
         self.cpu_vcpus = float(cpu_vcpus)
+        self.requested_period_us = int(period_us)
         self.paths = {c: _base(c, root, parent) / name for c in CONTROLLERS}
         self.created = False
 
     @property
+    def period_us(self) -> int:
+        """The requested period, lengthened when the share's quota would be under 1 ms.
+
+        The kernel refuses a quota under 1 ms; a longer period keeps ``quota / period`` at the
+        share (0.07 vCPU at 10 ms would otherwise become 0.1 vCPU).
+        """
+        needed = math.ceil(MIN_QUOTA_US / self.cpu_vcpus)
+        return min(MAX_PERIOD_US, max(self.requested_period_us, needed))
+
+    @property
     def quota_us(self) -> int:
-        return max(MIN_QUOTA_US, round(self.cpu_vcpus * CFS_PERIOD_US))
+        return max(MIN_QUOTA_US, round(self.cpu_vcpus * self.period_us))
 
     def _write(self, controller: str, file: str, value: str | int) -> None:
         (self.paths[controller] / file).write_text(f"{value}\n")
@@ -189,7 +215,10 @@ class Cgroup:
         for path in self.paths.values():
             path.mkdir(parents=True, exist_ok=True)
         self.created = True
-        self._write("cpu", "cpu.cfs_period_us", CFS_PERIOD_US)
+        # Unlimited first: a reused cgroup's old quota over a shorter period could briefly
+        # ask for more than a parent cgroup's limit, which the kernel refuses.
+        self._write("cpu", "cpu.cfs_quota_us", -1)
+        self._write("cpu", "cpu.cfs_period_us", self.period_us)
         self._write("cpu", "cpu.cfs_quota_us", self.quota_us)
         limit = self.memory_mb * MIB
         self._write("memory", "memory.limit_in_bytes", limit)
@@ -239,6 +268,17 @@ class Cgroup:
             if len(parts) == 2 and parts[0] == key:
                 return int(parts[1])
         return None
+
+    def cpu_stat(self) -> dict[str, int]:
+        """The CFS counters of ``cpu.stat``: ``nr_periods``, ``nr_throttled``, ``throttled_time``
+        (ns) and whatever else the kernel lists; empty when unreadable."""
+        text = self._read("cpu", "cpu.stat") or ""
+        counters = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counters[parts[0]] = int(parts[1])
+        return counters
 
     def peak_memory_mb(self) -> float | None:
         """The most memory the cgroup has held since creation or :meth:`reset_peak` (MiB).
@@ -308,9 +348,16 @@ class Limits:
     """
 
     def __init__(
-        self, name: str, memory_mb: int, vcpus: float, *, use_cgroups: bool, index: int = 0
+        self,
+        name: str,
+        memory_mb: int,
+        vcpus: float,
+        *,
+        use_cgroups: bool,
+        index: int = 0,
+        period_us: int = CFS_PERIOD_US,
     ) -> None:
-        self.cgroup = Cgroup(name, memory_mb, vcpus) if use_cgroups else None
+        self.cgroup = Cgroup(name, memory_mb, vcpus, period_us=period_us) if use_cgroups else None
         self.pinned_cpus: int | None = None
         if self.cgroup is not None:
             self.prefix = join_command(self.cgroup)
@@ -330,6 +377,9 @@ class Limits:
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills() if self.cgroup is not None else 0
+
+    def cpu_stat(self) -> dict[str, int]:
+        return self.cgroup.cpu_stat() if self.cgroup is not None else {}
 
     def settle(self, timeout_s: float = 5.0) -> None:
         """Wait for a stopped process tree to leave the cgroup; kill what outlives it."""
