@@ -261,6 +261,7 @@ def test_sam_template(lambda_package: tuple[Path, dict[str, Any]]) -> None:
     assert (props["MemorySize"], props["Timeout"]) == (1024, 30)
     assert props["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}
     assert props["Environment"]["Variables"]["SLIMBERT_THREADS"] == "1"
+    assert props["Environment"]["Variables"]["OPENBLAS_NUM_THREADS"] == "1"
     role = template["Resources"]["FunctionRole"]["Properties"]
     (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
