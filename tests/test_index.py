@@ -144,8 +144,8 @@ def test_usearch_index_is_searched_exactly_without_usearch(
 
 
 def test_auto_backend_threshold() -> None:
-    assert choose_backend("auto", 20_000) == "exact"
-    assert choose_backend("auto", 20_001) == "usearch"
+    assert choose_backend("auto", 10_000) == "exact"
+    assert choose_backend("auto", 10_001) == "usearch"
     assert choose_backend("auto", 50, exact_max=10) == "usearch"
     assert choose_backend("exact", 10**6) == "exact"
 

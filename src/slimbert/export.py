@@ -551,7 +551,9 @@ def _load_gate_data(options: ExportOptions, source: _Source) -> _GateData:
 
     assert options.validation is not None
     if source.task == "embedding":
-        pairs = _read_pairs(options.validation, options.encoding, options.gate_rows)
+        pairs = _pair_spec(options.validation, options.encoding, options.gate_rows)
+        if pairs is None:
+            pairs = _read_pairs(options.validation, options.encoding, options.gate_rows)
         if pairs is not None:
             return pairs
     data = load_texts(
@@ -566,6 +568,17 @@ def _load_gate_data(options: ExportOptions, source: _Source) -> _GateData:
         raise DataError("no rows for the quality gate", path=options.validation)
     data = data.subset(range(min(len(data), options.gate_rows)))
     return _GateData(texts=data.texts, labels=data.labels)
+
+
+def _pair_spec(spec: str, encoding: str, limit: int) -> _GateData | None:
+    """Scored pairs named the way every similarity stage names them (stsb:validation, ...)."""
+    from slimbert.pairs import load_pairs
+
+    builtin = spec.split(":", 1)[0] in ("stsb", "mrpc-target")
+    if not builtin:
+        return None
+    pairs = load_pairs(spec, encoding=encoding, limit=limit)
+    return _GateData(texts=pairs.first + pairs.second, scores=pairs.require_scores())
 
 
 def _read_pairs(spec: str, encoding: str, limit: int) -> _GateData | None:

@@ -56,6 +56,7 @@ def stages() -> dict[str, Stage]:
     from slimbert.invoke import InvokeOptions, invoke_package
     from slimbert.label import LabelOptions, label_corpus
     from slimbert.package import PackageOptions, build_package
+    from slimbert.sbert import SbertTrainOptions, train_sbert
 
     return {
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
@@ -70,6 +71,7 @@ def stages() -> dict[str, Stage]:
         "index-calibrate": Stage(
             CalibrateOptions, calibrate, lambda o: Path(o.out).with_suffix(".json")
         ),
+        "sbert-train": Stage(SbertTrainOptions, train_sbert, lambda o: Path(o.out)),
         "eval": Stage(
             EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
         ),

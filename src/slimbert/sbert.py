@@ -1,0 +1,376 @@
+"""Stage ``sbert-train``: small Sentence-BERT students, trained NLI → STS → target (paper §4.2).
+
+A student is a sentence-transformers model: transformer → mean pooling → (optional) L2
+normalisation, saved in sentence-transformers' own folder format (safetensors + JSON). It is
+made from all-MiniLM-L6-v2 or any transformer folder, optionally keeping a subset of layers
+(DistilBERT-style, as the classifier students are).
+
+Three objectives, each one stage run, each starting from the previous stage's folder:
+
+* ``nli``: SNLI with the original SBERT objective (a softmax classifier over (u, v, |u−v|),
+  thrown away afterwards) or MultipleNegativesRanking on entailment pairs; batch 16.
+* ``sts``: STS benchmark train, cosine-similarity regression on scores scaled to 0–1; batch 128.
+* ``target``: the user's pairs (duplicate 1 / related 0.5 / unrelated 0) or AugSBERT's silver
+  pairs, cosine-similarity regression; batch 64, up to 8 epochs.
+
+All three: AdamW, linear warm-up over 10% of the steps then linear decay, evaluation on a
+validation pair set (Spearman of cosine similarity) a few times per epoch, early stopping with
+patience, and the best model kept (written atomically). The losses are sentence-transformers'
+own (``SoftmaxLoss``, ``MultipleNegativesRankingLoss``, ``CosineSimilarityLoss``); the loop is
+ours because the Trainer's checkpoints pickle their state (``training_args.bin``,
+``optimizer.pt``) and it needs ``datasets`` and ``accelerate`` for a job this small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from slimbert.config import Options, check
+from slimbert.errors import ModelError
+from slimbert.io import atomic_dir, write_json
+from slimbert.pairs import NLI_LABELS, PairSet, load_pairs
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "sbert_report.json"
+Objective = Literal["nli", "sts", "target"]
+
+# Per-objective defaults (paper §4.2 and the SBERT paper): data, validation, loss, batch size,
+# epochs and evaluations per epoch.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "nli": {
+        "train": "snli:train",
+        "validation": "stsb:validation",
+        "loss": "softmax",
+        "batch_size": 16,
+        "epochs": 1,
+        "evals_per_epoch": 4,
+    },
+    "sts": {
+        "train": "stsb:train",
+        "validation": "stsb:validation",
+        "loss": "cosine",
+        "batch_size": 128,
+        "epochs": 4,
+        "evals_per_epoch": 1,
+    },
+    "target": {
+        "train": "mrpc-target:train",
+        "validation": "mrpc-target:validation",
+        "loss": "cosine",
+        "batch_size": 64,
+        "epochs": 8,
+        "evals_per_epoch": 1,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SbertTrainOptions(Options):
+    stage: ClassVar[str] = "sbert-train"
+
+    objective: Objective = "sts"
+    model: str = "all-MiniLM-L6-v2"
+    out: Path = Path("runs/sbert")
+    layers: tuple[int, ...] | None = None
+    train: str | None = None
+    validation: str | None = None
+    loss: Literal["auto", "softmax", "mnrl", "cosine"] = "auto"
+    batch_size: int | None = None
+    lr: float = 2e-5
+    epochs: int | None = None
+    patience: int = 2
+    evals_per_epoch: int | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 128
+    normalize: bool = True
+    seed: int = 13
+    limit: int | None = None
+    validation_limit: int | None = None
+
+    def validate(self) -> None:
+        check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(self.patience >= 1, f"patience must be at least 1, got {self.patience}")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
+        for name in ("batch_size", "epochs", "evals_per_epoch", "limit", "validation_limit"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{name} must be at least 1, got {value}")
+        loss = self.resolved("loss")
+        if self.objective != "nli":
+            check(
+                loss == "cosine",
+                f"objective {self.objective!r} trains on scored pairs: loss must be 'cosine'",
+                hint="softmax and mnrl are NLI objectives",
+            )
+        check(
+            loss != "mnrl" or self.resolved("batch_size") >= 2,
+            "mnrl needs batches of at least 2 pairs (the other pairs are its negatives)",
+        )
+        check(str(self.out) != str(self.model), "out must not be the model folder")
+
+    def resolved(self, name: str) -> Any:
+        """The value used for ``name``: the option when given, else the objective's default."""
+        value = getattr(self, name)
+        if value is None or (name == "loss" and value == "auto"):
+            return DEFAULTS[self.objective][name]
+        return value
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def build_embedder(
+    model: str | Path,
+    *,
+    layers: Sequence[int] | None = None,
+    max_length: int = 128,
+    normalize: bool = True,
+    seed: int = 13,
+) -> Any:
+    """A sentence-transformers model: a saved SBERT folder, or transformer + mean pooling.
+
+    ``layers`` keeps a subset of the transformer's layers (a student made from its teacher).
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    from slimbert.models import keep_layers, resolve_model
+
+    torch.manual_seed(seed)
+    transformer: Any
+    pooling: Any
+    path = resolve_model(str(model))
+    if (Path(path) / "modules.json").is_file():
+        st = SentenceTransformer(path, device="cpu")  # never trust_remote_code
+        kinds = [type(module).__name__ for module in st]
+        if kinds[:2] != ["Transformer", "Pooling"]:
+            raise ModelError(f"{path}: expected Transformer → Pooling, found {' → '.join(kinds)}")
+        transformer, pooling = st[0], st[1]
+    else:
+        transformer = Transformer(path, max_seq_length=max_length)
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    transformer.max_seq_length = max_length
+    if layers:
+        keep_layers(transformer.auto_model, layers)
+    modules = [transformer, pooling] + ([Normalize()] if normalize else [])
+    return SentenceTransformer(modules=modules, device="cpu")
+
+
+def num_layers(st: Any) -> int:
+    return int(st[0].auto_model.config.num_hidden_layers)
+
+
+def encode(st: Any, sentences: Sequence[str], batch_size: int = 128) -> np.ndarray:
+    vectors = st.encode(
+        list(sentences),
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def spearman(st: Any, pairs: PairSet, batch_size: int = 128) -> float:
+    """Spearman correlation of cosine similarity with the gold scores (not ×100)."""
+    from scipy.stats import spearmanr
+
+    scores = pairs.require_scores()
+    unique = sorted(pairs.sentences())
+    where = {s: i for i, s in enumerate(unique)}
+    vectors = encode(st, unique, batch_size)
+    a = vectors[[where[s] for s in pairs.first]]
+    b = vectors[[where[s] for s in pairs.second]]
+    return float(spearmanr(np.sum(a * b, axis=1), scores).statistic)
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Batches:
+    first: list[str]
+    second: list[str]
+    targets: list[float] | list[int] | None
+
+
+def _training_pairs(pairs: PairSet, loss: str) -> _Batches:
+    if loss == "softmax":
+        labels = pairs.require_labels()
+        index = {name: i for i, name in enumerate(NLI_LABELS)}
+        return _Batches(pairs.first, pairs.second, [index[x] for x in labels])
+    if loss == "mnrl":
+        labels = pairs.require_labels()
+        keep = [i for i, x in enumerate(labels) if x == "entailment"]
+        return _Batches([pairs.first[i] for i in keep], [pairs.second[i] for i in keep], None)
+    return _Batches(pairs.first, pairs.second, pairs.require_scores())
+
+
+def _loss_module(st: Any, loss: str) -> Any:
+    from sentence_transformers.losses import (
+        CosineSimilarityLoss,
+        MultipleNegativesRankingLoss,
+        SoftmaxLoss,
+    )
+
+    if loss == "softmax":
+        return SoftmaxLoss(st, st.get_embedding_dimension(), num_labels=len(NLI_LABELS))
+    if loss == "mnrl":
+        return MultipleNegativesRankingLoss(st)
+    return CosineSimilarityLoss(st)
+
+
+class _LogReporter:
+    def epoch_started(self, epoch: int, steps: int) -> None:
+        log.info("epoch %d: %d steps", epoch, steps)
+
+    def step_done(self, loss: float) -> None:
+        pass
+
+    def epoch_done(self, record: dict[str, Any]) -> None:
+        log.info("step %(step)d: validation Spearman %(val_spearman).4f", record)
+
+
+def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, Any]:
+    """Run one SBERT training stage; returns the report it also writes beside the model."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from slimbert.train import _optimizer
+
+    reporter = reporter or _LogReporter()
+    loss_name = options.resolved("loss")
+    batch_size = int(options.resolved("batch_size"))
+    epochs = int(options.resolved("epochs"))
+    evals_per_epoch = int(options.resolved("evals_per_epoch"))
+    train_pairs = load_pairs(options.resolved("train"), limit=options.limit)
+    validation = load_pairs(options.resolved("validation"), limit=options.validation_limit)
+    validation.require_scores()
+    data = _training_pairs(train_pairs, loss_name)
+    if len(data.first) < batch_size and loss_name == "mnrl":
+        raise ModelError("too few entailment pairs for one MultipleNegativesRanking batch")
+
+    st = build_embedder(
+        options.model,
+        layers=options.layers,
+        max_length=options.max_length,
+        normalize=options.normalize,
+        seed=options.seed,
+    )
+    loss = _loss_module(st, loss_name)
+    steps_per_epoch = max(1, math.ceil(len(data.first) / batch_size))
+    total_steps = steps_per_epoch * epochs
+    optimizer = _optimizer(loss, options.lr, options.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(options.warmup_ratio * total_steps), total_steps
+    )
+    eval_every = max(1, steps_per_epoch // evals_per_epoch)
+    # sentence-transformers 6 renamed tokenize to preprocess; 3.x to 5.x only have tokenize.
+    tokenize = getattr(st, "preprocess", None) or st.tokenize
+
+    started = time.perf_counter()
+    st.eval()
+    baseline = spearman(st, validation)
+    best, best_step, bad = baseline, 0, 0
+    history: list[dict[str, Any]] = [{"step": 0, "epoch": 0, "val_spearman": baseline}]
+    # The starting model counts: a stage that only makes things worse keeps its input.
+    _save(st, options.out)
+    stopped_early = False
+    step = 0
+    rng = random.Random(options.seed)
+    order = list(range(len(data.first)))
+    losses: list[float] = []
+    segment_start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        rng.shuffle(order)
+        reporter.epoch_started(epoch, steps_per_epoch)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            if loss_name == "mnrl" and len(idx) < 2:
+                continue
+            loss.train()
+            features = [
+                tokenize([data.first[i] for i in idx]),
+                tokenize([data.second[i] for i in idx]),
+            ]
+            if data.targets is None:
+                labels = torch.zeros(len(idx))  # MNRL builds its own targets
+            elif loss_name == "softmax":
+                labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.long)
+            else:
+                labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.float32)
+            optimizer.zero_grad(set_to_none=True)
+            value = loss(features, labels)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(loss.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(float(value.detach()))
+            reporter.step_done(losses[-1])
+            last_of_epoch = start + batch_size >= len(order)
+            if step % eval_every and not last_of_epoch:
+                continue
+            st.eval()
+            rho = spearman(st, validation)
+            record = {
+                "step": step,
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) if losses else math.nan,
+                "train_seconds": time.perf_counter() - segment_start,
+                "val_spearman": rho,
+            }
+            history.append(record)
+            reporter.epoch_done(record)
+            losses = []
+            segment_start = time.perf_counter()
+            if rho > best:
+                best, best_step, bad = rho, step, 0
+                _save(st, options.out)
+            else:
+                bad += 1
+                if bad >= options.patience:
+                    stopped_early = True
+                    break
+        if stopped_early:
+            break
+    report = {
+        "stage": options.stage,
+        "options": options.to_dict(),
+        "objective": options.objective,
+        "loss": loss_name,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "train": options.resolved("train"),
+        "validation": options.resolved("validation"),
+        "train_pairs": len(data.first),
+        "layers": num_layers(st),
+        "parameters": int(sum(p.numel() for p in st.parameters())),
+        "val_spearman_start": baseline,
+        "best_val_spearman": best,
+        "best_step": best_step,
+        "steps": step,
+        "stopped_early": stopped_early,
+        "seconds": time.perf_counter() - started,
+        "history": history,
+    }
+    write_json(Path(options.out) / REPORT_FILE, report)
+    return report
+
+
+def _save(st: Any, out: Path) -> None:
+    with atomic_dir(out) as tmp:
+        st.save(str(tmp), safe_serialization=True)
