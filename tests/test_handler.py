@@ -115,7 +115,7 @@ def test_generated_request_ids_are_distinct(handler: ModuleType) -> None:
     ids = [handler.lambda_handler({"text": "good"}, None)["request_id"] for _ in range(3)]
     status, data = http_json(handler.lambda_handler(v2_event(json.dumps(GOOD)), None))
     ids.append(data["request_id"])
-    assert len(set(ids)) == 4 and all(ids)
+    assert status == 200 and len(set(ids)) == 4 and all(ids)
 
 
 def test_probabilities_are_the_bundles_rounded(handler: ModuleType) -> None:
@@ -129,6 +129,24 @@ def test_probabilities_are_the_bundles_rounded(handler: ModuleType) -> None:
             value = got["probabilities"][name]
             assert type(value) is float and value == round(value, 6)
             assert value == pytest.approx(expected["probabilities"][name], abs=1e-6)
+
+
+def test_small_and_large_softmax_paths_agree(handler: ModuleType) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(40, 3)) * 8).astype(np.float32)  # 120 > SMALL_SOFTMAX
+    logits[0] = [50.0, 50.0, -50.0]  # a tie: the first label, both ways
+    large_best, large = handler._probabilities(logits)
+    small = [handler._probabilities(logits[i : i + 1]) for i in range(len(logits))]
+    assert large_best == [b[0] for b, _ in small] and large_best[0] == 0
+    np.testing.assert_allclose([r[0] for _, r in small], large, atol=1.01e-6)
+    for bad in (np.nan, np.inf):
+        broken = logits[:2].copy()
+        broken[1, 2] = bad
+        for rows in (broken, np.repeat(broken, 40, axis=0)):
+            with pytest.raises(ValueError, match="NaN or infinite"), np.errstate(invalid="ignore"):
+                handler._probabilities(rows)
 
 
 @pytest.mark.parametrize(
