@@ -186,15 +186,12 @@ def encode(st: Any, sentences: Sequence[str], batch_size: int = 128) -> np.ndarr
 
 def spearman(st: Any, pairs: PairSet, batch_size: int = 128) -> float:
     """Spearman correlation of cosine similarity with the gold scores (not ×100)."""
-    from scipy.stats import spearmanr
+    from slimbert.evaluate import spearman_x100
 
-    scores = pairs.require_scores()
-    unique = sorted(pairs.sentences())
-    where = {s: i for i, s in enumerate(unique)}
-    vectors = encode(st, unique, batch_size)
-    a = vectors[[where[s] for s in pairs.first]]
-    b = vectors[[where[s] for s in pairs.second]]
-    return float(spearmanr(np.sum(a * b, axis=1), scores).statistic)
+    def embed(texts: list[str]) -> np.ndarray:
+        return encode(st, texts, batch_size)
+
+    return spearman_x100(embed, pairs, batch_size=batch_size) / 100
 
 
 # --- training -----------------------------------------------------------------------------
