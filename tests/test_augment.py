@@ -371,6 +371,7 @@ def test_minilm_cross_encoder_learns_stsb(tmp_path: Path) -> None:
 
 
 def test_commands_and_pipeline_stages(
+    tiny_model: Path,
     tiny_ce: tuple[Path, dict[str, Any]],
     pool_csv: Path,
     tiny_pairs: dict[str, Path],
@@ -395,3 +396,11 @@ def test_commands_and_pipeline_stages(
     assert result.exit_code == 0, result.output
     assert "12 silver pairs" in result.output
     assert len(load_pairs(out / "silver.parquet")) == 12
+
+    ce_out = tmp_path / "ce"
+    args = ["cross-encoder", "--model", str(tiny_model), "--out", str(ce_out)]
+    args += ["--train", str(tiny_pairs["train"]), "--validation", str(tiny_pairs["validation"])]
+    args += ["--max-length", "32", "--evals-per-epoch", "1", "--limit", "32"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "at step 2 of 2" in result.output and (ce_out / "model.safetensors").is_file()

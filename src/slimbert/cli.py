@@ -263,6 +263,7 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
         "label": lambda step: {"progress": _label_progress(progress, step.name)},
         "augment": lambda step: {"progress": _label_progress(progress, step.name)},
         "sbert-train": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
+        "cross-encoder": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
     }
 
 
