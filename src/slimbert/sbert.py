@@ -13,12 +13,14 @@ Three objectives, each one stage run, each starting from the previous stage's fo
 * ``target``: the user's pairs (duplicate 1 / related 0.5 / unrelated 0) or AugSBERT's silver
   pairs, cosine-similarity regression; batch 64, up to 8 epochs.
 
-All three: AdamW, linear warm-up over 10% of the steps then linear decay, evaluation on a
-validation pair set (Spearman of cosine similarity) a few times per epoch, early stopping with
-patience, and the best model kept (written atomically). The losses are sentence-transformers'
-own (``SoftmaxLoss``, ``MultipleNegativesRankingLoss``, ``CosineSimilarityLoss``); the loop is
-ours because the Trainer's checkpoints pickle their state (``training_args.bin``,
-``optimizer.pt``) and it needs ``datasets`` and ``accelerate`` for a job this small.
+All three: batches of pairs of similar token length (the paper's bucketing: little compute
+goes to padding; the batch order is shuffled), AdamW, linear warm-up over 10% of the steps then
+linear decay, evaluation on a validation pair set (Spearman of cosine similarity) a few times
+per epoch, early stopping with patience, and the best model kept (written atomically). The
+losses are sentence-transformers' own (``SoftmaxLoss``, ``MultipleNegativesRankingLoss``,
+``CosineSimilarityLoss``); the loop is ours because the Trainer's checkpoints pickle their
+state (``training_args.bin``, ``optimizer.pt``) and it needs ``datasets`` and ``accelerate``
+for a job this small.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from slimbert.config import Options, check
 from slimbert.errors import ModelError
 from slimbert.io import atomic_dir, write_json
 from slimbert.pairs import NLI_LABELS, PairSet, load_pairs
+from slimbert.sampler import BalancedBucketSampler
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class SbertTrainOptions(Options):
     weight_decay: float = 0.01
     max_length: int = 128
     normalize: bool = True
+    bucket: bool = True
     seed: int = 13
     limit: int | None = None
     validation_limit: int | None = None
@@ -216,6 +219,17 @@ def _training_pairs(pairs: PairSet, loss: str) -> _Batches:
     return _Batches(pairs.first, pairs.second, pairs.require_scores())
 
 
+def _pair_lengths(st: Any, data: _Batches, max_length: int) -> list[int]:
+    """Token length of each pair (its longer side): what a batch is padded to."""
+    tokenizer = st.tokenizer
+
+    def lengths(texts: list[str]) -> list[int]:
+        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        return [len(x) for x in ids]
+
+    return [max(a, b) for a, b in zip(lengths(data.first), lengths(data.second), strict=True)]
+
+
 def _loss_module(st: Any, loss: str) -> Any:
     from sentence_transformers.losses import (
         CosineSimilarityLoss,
@@ -268,7 +282,17 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         seed=options.seed,
     )
     loss = _loss_module(st, loss_name)
-    steps_per_epoch = max(1, math.ceil(len(data.first) / batch_size))
+    sampler = BalancedBucketSampler(
+        _pair_lengths(st, data, options.max_length),
+        None,
+        batch_size,
+        balance=False,
+        bucket=options.bucket,
+        shuffle=True,
+        seed=options.seed,
+        jitter=0.1,
+    )
+    steps_per_epoch = max(1, len(sampler))
     total_steps = steps_per_epoch * epochs
     optimizer = _optimizer(loss, options.lr, options.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
@@ -287,15 +311,13 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     _save(st, options.out)
     stopped_early = False
     step = 0
-    rng = random.Random(options.seed)
-    order = list(range(len(data.first)))
     losses: list[float] = []
     segment_start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        rng.shuffle(order)
-        reporter.epoch_started(epoch, steps_per_epoch)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        reporter.epoch_started(epoch, len(batches))
+        for number, idx in enumerate(batches, start=1):
             if loss_name == "mnrl" and len(idx) < 2:
                 continue
             loss.train()
@@ -318,8 +340,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
             step += 1
             losses.append(float(value.detach()))
             reporter.step_done(losses[-1])
-            last_of_epoch = start + batch_size >= len(order)
-            if step % eval_every and not last_of_epoch:
+            if step % eval_every and number < len(batches):
                 continue
             st.eval()
             rho = spearman(st, validation)
