@@ -265,7 +265,10 @@ def mrpc_target(split: str) -> PairSet:
         first.append(a)
         second.append(b)
         scores.append(TARGET_SCORES["unrelated"])
-    return PairSet(first, second, scores=scores, name=f"mrpc-target:{split}")
+    # Seeded shuffle, so that the first N pairs (``limit``) hold all three kinds.
+    order = list(range(len(first)))
+    rng.shuffle(order)
+    return PairSet(first, second, scores=scores, name=f"mrpc-target:{split}").subset(order)
 
 
 def _unrelated(
