@@ -40,9 +40,9 @@ from slimbert.runtime.index import (
 log = logging.getLogger(__name__)
 
 # Up to this many texts ``backend: auto`` searches exactly. Measured by `slimbert bench
-# index` on this 2-core machine, one thread (docs/index.md): one 384-d query costs 0.26 ms
-# over 5,000 vectors, 0.94 ms over 10,000 and 2.4 ms over 20,000 with numpy (a warm request
-# of the function costs ~2 ms in all), while HNSW stays at 0.1-0.3 ms; exact needs no library.
+# index` on this 2-core machine, one thread (docs/index.md): one 384-d query costs 0.35 ms
+# over 5,000 vectors, 0.70 ms over 10,000 and 1.5 ms over 20,000 with numpy (a warm request
+# of the function costs ~2 ms in all), while HNSW stays at 0.1-0.4 ms; exact needs no library.
 AUTO_EXACT_MAX = 10_000
 USEARCH_DEFAULTS = {"connectivity": 16, "expansion_add": 128, "expansion_search": 64}
 
