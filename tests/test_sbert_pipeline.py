@@ -24,7 +24,14 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
     from typer.testing import CliRunner
 
     from slimbert.cli import app
+    from slimbert.errors import SlimbertError
     from slimbert.io import read_json
+    from slimbert.lambda_local import find_python312
+
+    try:
+        find_python312()
+    except SlimbertError as exc:
+        pytest.skip(f"the pipeline's last step runs the Lambda zip on Python 3.12: {exc}")
 
     work = tmp_path / "sbert"
     result = CliRunner().invoke(
@@ -53,3 +60,7 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
         assert row["spearman"]["mrpc-target:test"] > 50
     # The bundle is the torch model exported (int8 only if within 0.5 point on validation).
     assert abs(torch_row["spearman"]["stsb:test"] - onnx_row["spearman"]["stsb:test"]) < 1.5
+    # The packaged function answers embeddings: the bundle's, up to JSON rounding.
+    invoke = read_json(work / "invoke.json")
+    assert invoke["agreement_with_bundle"] == 1.0 and invoke["min_cosine_with_bundle"] > 0.9999
+    assert invoke["bad_request_status"] == 400

@@ -20,6 +20,8 @@ from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
 from slimbert.io import write_json
 
+PAIR_SPECS = ("stsb", "mrpc-target", "snli")
+
 
 @dataclasses.dataclass(frozen=True)
 class InvokeOptions(Options):
@@ -64,9 +66,14 @@ def invoke_package(options: InvokeOptions) -> dict[str, Any]:
     from slimbert.data import load_texts
     from slimbert.lambda_local import LocalLambda, function_url_event
 
-    texts = load_texts(options.data, text_column=options.text_column, label_column=None).texts
+    if options.data.split(":", 1)[0] in PAIR_SPECS:  # an embedder: its pairs' sentences
+        from slimbert.pairs import load_pairs
+
+        texts = load_pairs(options.data, limit=options.requests).first
+    else:
+        texts = load_texts(options.data, text_column=options.text_column, label_column=None).texts
     texts = texts[: options.requests]
-    answers: list[str] = []
+    answers: list[Any] = []  # labels (classifiers) or vectors (embedders)
     client_ms: list[float] = []
     function_ms: list[float] = []
     with LocalLambda(options.package) as fn:
@@ -76,7 +83,10 @@ def invoke_package(options: InvokeOptions) -> dict[str, Any]:
         for text in texts:
             answer, ms = fn.invoke(function_url_event({"text": text}))
             body = json.loads(answer["body"])
-            answers.append(body["predictions"][0]["label"])
+            if "predictions" in body:
+                answers.append(body["predictions"][0]["label"])
+            else:
+                answers.append(body["embeddings"][0])
             client_ms.append(ms)
             function_ms.append(body["timing_ms"]["total"])
         bad, _ = fn.invoke(function_url_event("{not json"))
@@ -97,10 +107,21 @@ def invoke_package(options: InvokeOptions) -> dict[str, Any]:
     if options.bundle is not None:
         from slimbert.runtime import load_bundle
 
-        expected = [p["label"] for p in load_bundle(options.bundle).predict(texts)]
-        result["agreement_with_bundle"] = float(
-            np.mean([a == e for a, e in zip(answers, expected, strict=True)])
-        )
+        bundle = load_bundle(options.bundle)
+        if bundle.task == "embedding":
+            # The function rounds its JSON numbers; equal up to that rounding is agreement.
+            got = np.asarray(answers, dtype=np.float64)
+            want = bundle.embed(texts).astype(np.float64)
+            cosine = np.sum(got * want, axis=1) / (
+                np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
+            )
+            result["min_cosine_with_bundle"] = float(cosine.min())
+            result["agreement_with_bundle"] = float(np.mean(cosine > 0.9999))
+        else:
+            expected = [p["label"] for p in bundle.predict(texts)]
+            result["agreement_with_bundle"] = float(
+                np.mean([a == e for a, e in zip(answers, expected, strict=True)])
+            )
     write_json(options.out, result)
     return result
 
