@@ -82,3 +82,9 @@ def test_run_unknown_pipeline_is_a_user_error() -> None:
     result = runner.invoke(app, ["run", "nonexistent-pipeline"])
     assert result.exit_code == 2
     assert "slimbert: error: pipeline 'nonexistent-pipeline'" in result.output
+
+
+def test_run_only_names_existing_steps() -> None:
+    result = runner.invoke(app, ["run", "sbert-paper", "--only", "nli,no-such-step"])
+    assert result.exit_code == 2
+    assert "no step 'no-such-step'" in result.output and "cross-encoder" in result.output

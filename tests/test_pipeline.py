@@ -172,3 +172,18 @@ def test_distill_with_soft_targets_and_gold_mix(
     assert report["gold_rows"] == 240 and report["silver_rows"] == 400
     assert report["parameters"] > 0 and len(report["history"]) >= 1
     assert (tmp_path / "st" / "train_report.json").is_file()
+
+
+def test_builtin_similarity_pipelines_parse_and_share_steps() -> None:
+    default = read_pipeline("sbert")
+    assert [s.stage for s in default][:4] == ["sbert-train"] * 3 + ["export"]
+    assert [s.options.objective for s in default[:3]] == ["nli", "sts", "target"]  # type: ignore[attr-defined]
+    assert default[0].options.layers == (0, 2, 4)  # type: ignore[attr-defined]
+    paper = {s.name: s for s in read_pipeline("sbert-paper")}
+    # The paper pipeline repeats the default path's steps exactly, so their outputs are reused.
+    for step in default[:4]:
+        assert paper[step.name].options == step.options
+    assert paper["augsbert-2l"].options.lr == 2e-6  # type: ignore[attr-defined]
+    assert paper["augsbert-2l"].options.batch_size == 16  # type: ignore[attr-defined]
+    quick = read_pipeline("sbert", profile="quick")
+    assert quick[0].options.limit == 800  # type: ignore[attr-defined]

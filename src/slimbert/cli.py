@@ -541,6 +541,9 @@ def run(
     quick: bool = typer.Option(False, "--quick", help="Apply the pipeline's quick profile."),
     force: bool = typer.Option(False, "--force", help="Run every step even if current."),
     set_: list[str] = typer.Option([], "--set", help="Override a pipeline variable: key=value."),
+    only: str = typer.Option(
+        "", "--only", help="Run only these steps (comma-separated names); inputs used as they are."
+    ),
 ) -> None:
     """Run a pipeline's steps in order, skipping steps whose output is current."""
     from slimbert.pipeline import read_pipeline, run_pipeline
@@ -553,6 +556,15 @@ def run(
             raise ConfigError(f"--set {item!r} is not key=value")
         overrides[key] = value
     steps = read_pipeline(pipeline, profile="quick" if quick else None, overrides=overrides)
+    if only:
+        wanted = [name.strip() for name in only.split(",") if name.strip()]
+        known = [s.name for s in steps]
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"pipeline has no step {unknown[0]!r}", hint=f"steps: {', '.join(known)}"
+            )
+        steps = [s for s in steps if s.name in wanted]
     with _progress() as progress:
         summary = run_pipeline(
             steps,
