@@ -387,3 +387,28 @@ def test_index_with_a_classifier_bundle_fails_at_load(
     finally:
         monkeypatch.undo()
         module.reload()
+
+
+def test_cli_build_query_and_errors(embedder_bundle: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+
+    runner = CliRunner()
+    corpus = write_corpus(tmp_path / "corpus.csv")
+    out = tmp_path / "index"
+    args = ["index", "build", "--data", str(corpus), "--id-column", "qid"]
+    result = runner.invoke(app, [*args, "--bundle", str(embedder_bundle), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(6 texts" in " ".join(result.output.split()) and (out / "manifest.json").is_file()
+    result = runner.invoke(
+        app, ["index", "query", str(out), "awful hate", "--top-k", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["neighbours"][0]["id"] == "q-neg"
+    (out / "ids.json").write_text('["x"]')
+    result = runner.invoke(app, ["index", "query", str(out), "good"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "ids.json" in said and "hint" in said
+    result = runner.invoke(app, ["index", "build", "--bundle", str(embedder_bundle)])
+    assert result.exit_code == 2 and "--data" in result.output
