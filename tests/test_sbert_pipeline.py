@@ -64,3 +64,10 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
     invoke = read_json(work / "invoke.json")
     assert invoke["agreement_with_bundle"] == 1.0 and invoke["min_cosine_with_bundle"] > 0.9999
     assert invoke["bad_request_status"] == 400
+    # The duplicate threshold is calibrated on target validation and reported on test; the
+    # packaged function ships the index with it.
+    calibration = read_json(work / "calibration.json")
+    assert 0 < calibration["threshold"] < 1
+    assert 0 < calibration["test"]["f1"] <= 1
+    index = read_json(work / "index" / "manifest.json")
+    assert index["count"] == 300 and index["threshold"] == calibration["threshold"]

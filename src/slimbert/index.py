@@ -192,16 +192,23 @@ def build_index(
     options: IndexBuildOptions, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
     """Embed the texts of ``options.data`` with ``options.bundle`` and write the index."""
-    from slimbert.data import load_texts
+    from slimbert.data import TextSet, load_texts
+    from slimbert.pairs import distinct_sentences, is_pair_spec
     from slimbert.runtime.bundle import load_bundle
 
-    corpus = load_texts(
-        options.data,
-        text_column=options.text_column,
-        label_column=None,
-        id_column=options.id_column,
-        encoding=options.encoding,
-    )
+    if is_pair_spec(options.data):
+        # A corpus made of a pair set's sentences, e.g. mrpc-target:train ("already asked").
+        sentences = distinct_sentences(options.data)
+        ids = [f"s{i}" for i in range(len(sentences))]
+        corpus = TextSet(sentences, None, (), ids, options.data)
+    else:
+        corpus = load_texts(
+            options.data,
+            text_column=options.text_column,
+            label_column=None,
+            id_column=options.id_column,
+            encoding=options.encoding,
+        )
     if options.limit is not None:
         corpus = corpus.subset(range(min(options.limit, len(corpus))))
     if not len(corpus):

@@ -20,8 +20,6 @@ from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
 from slimbert.io import write_json
 
-PAIR_SPECS = ("stsb", "mrpc-target", "snli")
-
 
 @dataclasses.dataclass(frozen=True)
 class InvokeOptions(Options):
@@ -65,11 +63,10 @@ def peak_rss_mb(pid: int) -> float | None:
 def invoke_package(options: InvokeOptions) -> dict[str, Any]:
     from slimbert.data import load_texts
     from slimbert.lambda_local import LocalLambda, function_url_event
+    from slimbert.pairs import distinct_sentences, is_pair_spec
 
-    if options.data.split(":", 1)[0] in PAIR_SPECS:  # an embedder: its pairs' sentences
-        from slimbert.pairs import load_pairs
-
-        texts = load_pairs(options.data, limit=options.requests).first
+    if is_pair_spec(options.data):  # an embedder's data: the sentences of a pair set
+        texts = distinct_sentences(options.data, limit=options.requests)
     else:
         texts = load_texts(options.data, text_column=options.text_column, label_column=None).texts
     texts = texts[: options.requests]

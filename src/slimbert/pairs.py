@@ -91,6 +91,26 @@ class PairSet:
         return self.labels
 
 
+BUILTIN = ("stsb", "snli", "mrpc-target")
+
+
+def is_pair_spec(spec: str | Path) -> bool:
+    """Whether ``spec`` names a built-in pair set (``stsb:test``, ``mrpc-target:train``, ...)."""
+    name, sep, _ = str(spec).partition(":")
+    return bool(sep) and name in BUILTIN and not Path(str(spec)).exists()
+
+
+def distinct_sentences(spec: str | Path, limit: int | None = None) -> list[str]:
+    """The distinct sentences of a pair set, in first-seen order (a corpus made of pairs)."""
+    pairs = load_pairs(spec)
+    seen: dict[str, None] = {}
+    for a, b in zip(pairs.first, pairs.second, strict=True):
+        seen.setdefault(a)
+        seen.setdefault(b)
+    sentences = list(seen)
+    return sentences if limit is None else sentences[:limit]
+
+
 def data_dir(required: bool = True) -> Path | None:
     """The shared data folder (``$SLIMBERT_DATA_DIR`` or a ``shared/data`` nearby)."""
     env = os.environ.get("SLIMBERT_DATA_DIR")
@@ -137,7 +157,7 @@ def load_pairs(
     text = str(spec)
     builtin, _, split = text.partition(":")
     loaders = {"stsb": stsb, "snli": snli, "mrpc-target": mrpc_target}
-    if split and builtin in loaders and not Path(text).exists():
+    if is_pair_spec(text):
         return loaders[builtin](split).head(limit)
     path = Path(text)
     if not path.is_file():
