@@ -70,4 +70,5 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
     assert 0 < calibration["threshold"] < 1
     assert 0 < calibration["test"]["f1"] <= 1
     index = read_json(work / "index" / "manifest.json")
-    assert index["count"] == 300 and index["threshold"] == calibration["threshold"]
+    assert index["count"] == 300
+    assert index["threshold"]["value"] == calibration["threshold"]
