@@ -178,7 +178,7 @@ def test_builtin_similarity_pipelines_parse_and_share_steps() -> None:
     default = read_pipeline("sbert")
     assert [s.stage for s in default][:4] == ["sbert-train"] * 3 + ["export"]
     assert [s.options.objective for s in default[:3]] == ["nli", "sts", "target"]  # type: ignore[attr-defined]
-    assert default[0].options.layers == (0, 2, 4)  # type: ignore[attr-defined]
+    assert default[0].options.layers == (0, 2, 5)  # type: ignore[attr-defined]
     paper = {s.name: s for s in read_pipeline("sbert-paper")}
     # The paper pipeline repeats the default path's steps exactly, so their outputs are reused.
     for step in default[:4]:
