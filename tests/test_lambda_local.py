@@ -104,7 +104,10 @@ def test_lambda_runs_from_a_clean_read_only_style_task_folder(local_lambda: Loca
     assert local_lambda.workdir is not None
     task = local_lambda.workdir / "task"
     assert (task / "bundle" / "manifest.json").is_file()
-    assert not list(task.rglob("__pycache__"))  # nothing written beside the code, as in Lambda
+    # Nothing written beside the code, as in Lambda: the files are the zip's (its bytecode too).
+    with zipfile.ZipFile(local_lambda.package_zip) as zf:
+        shipped = {n for n in zf.namelist() if not n.endswith("/")}
+    assert {p.relative_to(task).as_posix() for p in task.rglob("*") if p.is_file()} == shipped
     assert "loaded bundle" in local_lambda.log_tail(200)
     assert "Traceback" not in local_lambda.log_tail(200)
 
