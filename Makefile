@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick test test-all lint bench clean
+.PHONY: demo demo-quick sbert sbert-paper test test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ demo: $(STAMP)
 ## The same pipeline on a small profile (under 2 minutes).
 demo-quick: $(STAMP)
 	$(BIN)/slimbert run sentiment --quick
+
+## The similarity path (needs ../shared/data or SLIMBERT_DATA_DIR): 3-layer Sentence-BERT
+## student NLI → STSb → target, int8 bundle, duplicate index, Lambda zip (about 45 minutes).
+sbert: $(STAMP)
+	$(BIN)/slimbert run sbert
+
+## The full similarity comparison: 6/3/2 layers, AugSBERT, torch vs ONNX (a few hours on 2 cores).
+sbert-paper: $(STAMP)
+	$(BIN)/slimbert run sbert-paper
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
