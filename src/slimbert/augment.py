@@ -172,7 +172,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import get_linear_schedule_with_warmup
 
-    from slimbert.train import _optimizer
+    from slimbert.train import _optimizer, train_with_evals
 
     started = time.perf_counter()
     parts = [load_pairs(spec, limit=options.limit) for spec in options.train]
@@ -191,71 +191,57 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(options.warmup_ratio * total), total
     )
-    eval_every = max(1, steps_per_epoch // options.evals_per_epoch)
-    best, best_step, bad, step = -math.inf, 0, 0, 0
-    history: list[dict[str, Any]] = []
     rng = random.Random(options.seed)
     order = list(range(len(first)))
-    losses: list[float] = []
-    segment = time.perf_counter()
-    stopped_early = False
-    for epoch in range(1, options.epochs + 1):
+
+    def batches(epoch: int) -> list[list[int]]:
         rng.shuffle(order)
-        if reporter is not None:
-            reporter.epoch_started(epoch, steps_per_epoch)
-        for start in range(0, len(order), options.batch_size):
-            idx = order[start : start + options.batch_size]
-            ce.train()
-            value = loss(
-                [[first[i] for i in idx], [second[i] for i in idx]],
-                torch.tensor([targets[i] for i in idx], dtype=torch.float32),
-            )
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            torch.nn.utils.clip_grad_norm_(ce.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses.append(float(value.detach()))
-            if reporter is not None:
-                reporter.step_done(losses[-1])
-            if step % eval_every and start + options.batch_size < len(order):
-                continue
-            rho = cross_encoder_spearman(ce, validation, options.batch_size * 4)
-            record = {
-                "step": step,
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "train_seconds": time.perf_counter() - segment,
-                "val_spearman": rho,
-            }
-            history.append(record)
-            log.info("cross-encoder step %d: validation Spearman %.4f", step, rho)
-            if reporter is not None:
-                reporter.epoch_done(record)
-            losses, segment = [], time.perf_counter()
-            if rho > best:
-                best, best_step, bad = rho, step, 0
-                with atomic_dir(options.out) as tmp:
-                    ce.save(str(tmp), safe_serialization=True)
-            else:
-                bad += 1
-                if bad >= options.patience:
-                    stopped_early = True
-                    break
-        if stopped_early:
-            break
+        return [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
+
+    def step(idx: list[int]) -> float:
+        ce.train()
+        value = loss(
+            [[first[i] for i in idx], [second[i] for i in idx]],
+            torch.tensor([targets[i] for i in idx], dtype=torch.float32),
+        )
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(ce.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        return float(value.detach())
+
+    def evaluate() -> float:
+        rho = cross_encoder_spearman(ce, validation, options.batch_size * 4)
+        log.info("cross-encoder: validation Spearman %.4f", rho)
+        return rho
+
+    def save() -> None:
+        with atomic_dir(options.out) as tmp:
+            ce.save(str(tmp), safe_serialization=True)
+
+    result = train_with_evals(
+        batches,
+        step,
+        evaluate,
+        save,
+        epochs=options.epochs,
+        steps_per_epoch=steps_per_epoch,
+        evals_per_epoch=options.evals_per_epoch,
+        patience=options.patience,
+        reporter=reporter,
+    )
     report = {
         "stage": options.stage,
         "options": options.to_dict(),
         "train_pairs": len(first),
         "validation_pairs": len(validation),
-        "best_val_spearman": best,
-        "best_step": best_step,
-        "steps": step,
-        "stopped_early": stopped_early,
+        "best_val_spearman": result.best,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
         "seconds": time.perf_counter() - started,
-        "history": history,
+        "history": result.history,
     }
     write_json(options.out / CROSS_ENCODER_REPORT, report)
     return report

@@ -260,7 +260,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from slimbert.train import _optimizer
+    from slimbert.train import _optimizer, train_with_evals
 
     reporter = reporter or _LogReporter()
     loss_name = options.resolved("loss")
@@ -298,73 +298,56 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(options.warmup_ratio * total_steps), total_steps
     )
-    eval_every = max(1, steps_per_epoch // evals_per_epoch)
     # sentence-transformers 6 renamed tokenize to preprocess; 3.x to 5.x only have tokenize.
     tokenize = getattr(st, "preprocess", None) or st.tokenize
 
+    def batches(epoch: int) -> list[list[int]]:
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    def step(idx: list[int]) -> float | None:
+        if loss_name == "mnrl" and len(idx) < 2:
+            return None
+        loss.train()
+        features = [
+            tokenize([data.first[i] for i in idx]),
+            tokenize([data.second[i] for i in idx]),
+        ]
+        if data.targets is None:
+            labels = torch.zeros(len(idx))  # MNRL builds its own targets
+        elif loss_name == "softmax":
+            labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.long)
+        else:
+            labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.float32)
+        optimizer.zero_grad(set_to_none=True)
+        value = loss(features, labels)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(loss.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        return float(value.detach())
+
+    def evaluate() -> float:
+        st.eval()
+        return spearman(st, validation)
+
     started = time.perf_counter()
-    st.eval()
-    baseline = spearman(st, validation)
-    best, best_step, bad = baseline, 0, 0
-    history: list[dict[str, Any]] = [{"step": 0, "epoch": 0, "val_spearman": baseline}]
+    baseline = evaluate()
     # The starting model counts: a stage that only makes things worse keeps its input.
     _save(st, options.out)
-    stopped_early = False
-    step = 0
-    losses: list[float] = []
-    segment_start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        sampler.set_epoch(epoch)
-        batches = list(sampler)
-        reporter.epoch_started(epoch, len(batches))
-        for number, idx in enumerate(batches, start=1):
-            if loss_name == "mnrl" and len(idx) < 2:
-                continue
-            loss.train()
-            features = [
-                tokenize([data.first[i] for i in idx]),
-                tokenize([data.second[i] for i in idx]),
-            ]
-            if data.targets is None:
-                labels = torch.zeros(len(idx))  # MNRL builds its own targets
-            elif loss_name == "softmax":
-                labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.long)
-            else:
-                labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.float32)
-            optimizer.zero_grad(set_to_none=True)
-            value = loss(features, labels)
-            value.backward()
-            torch.nn.utils.clip_grad_norm_(loss.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses.append(float(value.detach()))
-            reporter.step_done(losses[-1])
-            if step % eval_every and number < len(batches):
-                continue
-            st.eval()
-            rho = spearman(st, validation)
-            record = {
-                "step": step,
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else math.nan,
-                "train_seconds": time.perf_counter() - segment_start,
-                "val_spearman": rho,
-            }
-            history.append(record)
-            reporter.epoch_done(record)
-            losses = []
-            segment_start = time.perf_counter()
-            if rho > best:
-                best, best_step, bad = rho, step, 0
-                _save(st, options.out)
-            else:
-                bad += 1
-                if bad >= options.patience:
-                    stopped_early = True
-                    break
-        if stopped_early:
-            break
+    result = train_with_evals(
+        batches,
+        step,
+        evaluate,
+        lambda: _save(st, options.out),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        evals_per_epoch=evals_per_epoch,
+        patience=options.patience,
+        best=baseline,
+        history=[{"step": 0, "epoch": 0, "val_spearman": baseline}],
+        reporter=reporter,
+    )
     report = {
         "stage": options.stage,
         "options": options.to_dict(),
@@ -378,12 +361,12 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         "layers": num_layers(st),
         "parameters": int(sum(p.numel() for p in st.parameters())),
         "val_spearman_start": baseline,
-        "best_val_spearman": best,
-        "best_step": best_step,
-        "steps": step,
-        "stopped_early": stopped_early,
+        "best_val_spearman": result.best,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
         "seconds": time.perf_counter() - started,
-        "history": history,
+        "history": result.history,
     }
     write_json(Path(options.out) / REPORT_FILE, report)
     return report

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -225,3 +225,75 @@ def fit(
         seconds=time.perf_counter() - started,
         history=history,
     )
+
+
+@dataclass
+class EvalLoopResult:
+    best: float
+    best_step: int
+    steps: int
+    stopped_early: bool
+    history: list[dict[str, Any]]
+
+
+def train_with_evals(
+    batches: Callable[[int], list[list[int]]],
+    step: Callable[[list[int]], float | None],
+    evaluate: Callable[[], float],
+    save: Callable[[], None],
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    evals_per_epoch: int,
+    patience: int,
+    best: float = -math.inf,
+    history: list[dict[str, Any]] | None = None,
+    reporter: Reporter | None = None,
+) -> EvalLoopResult:
+    """The step loop of the pair trainers (SBERT stages, the cross-encoder).
+
+    ``batches(epoch)`` gives the epoch's batches of indices; ``step(batch)`` trains on one and
+    returns its loss (None: the batch was skipped); ``evaluate()`` scores the model on
+    validation ``evals_per_epoch`` times per epoch and after an epoch's last batch; ``save()``
+    keeps the model whenever the score beats ``best``; ``patience`` evaluations without a
+    gain stop training.
+    """
+    eval_every = max(1, steps_per_epoch // evals_per_epoch)
+    history = history if history is not None else []
+    best_step, bad, steps = 0, 0, 0
+    losses: list[float] = []
+    segment = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        epoch_batches = batches(epoch)
+        if reporter is not None:
+            reporter.epoch_started(epoch, len(epoch_batches))
+        for number, batch in enumerate(epoch_batches, start=1):
+            loss = step(batch)
+            if loss is None:
+                continue
+            steps += 1
+            losses.append(loss)
+            if reporter is not None:
+                reporter.step_done(loss)
+            if steps % eval_every and number < len(epoch_batches):
+                continue
+            score = evaluate()
+            record = {
+                "step": steps,
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) if losses else math.nan,
+                "train_seconds": time.perf_counter() - segment,
+                "val_spearman": score,
+            }
+            history.append(record)
+            if reporter is not None:
+                reporter.epoch_done(record)
+            losses, segment = [], time.perf_counter()
+            if score > best:
+                best, best_step, bad = score, steps, 0
+                save()
+            else:
+                bad += 1
+                if bad >= patience:
+                    return EvalLoopResult(best, best_step, steps, True, history)
+    return EvalLoopResult(best, best_step, steps, False, history)
