@@ -44,7 +44,7 @@ from slimbert.label import (
     shard_name,
     teacher_fingerprint,
 )
-from slimbert.pairs import PairSet, load_pairs
+from slimbert.pairs import PairSet, is_pair_spec, load_pairs
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ CANDIDATES = "candidates.parquet"
 SILVER = "silver.parquet"
 REPORT = "augment_report.json"
 CROSS_ENCODER_REPORT = "cross_encoder_report.json"
-_PAIR_BUILTINS = ("stsb:", "snli:", "mrpc-target:")
 _LOCK = ".label.lock"  # the name label's lock helper uses
 # A scorer takes sentence pairs and returns one similarity in [0, 1] per pair.
 PairScorer = Callable[[list[tuple[str, str]]], Any]
@@ -296,7 +295,7 @@ def read_sentences(spec: str, *, text_column: str = "text", encoding: str = "utf
     from slimbert.data import load_texts
 
     path = Path(spec)
-    if spec.startswith(_PAIR_BUILTINS) and not path.exists():
+    if is_pair_spec(spec):
         return _interleave(load_pairs(spec))
     if path.suffix.lower() == ".txt":
         if not path.is_file():

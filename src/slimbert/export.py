@@ -572,10 +572,9 @@ def _load_gate_data(options: ExportOptions, source: _Source) -> _GateData:
 
 def _pair_spec(spec: str, encoding: str, limit: int) -> _GateData | None:
     """Scored pairs named the way every similarity stage names them (stsb:validation, ...)."""
-    from slimbert.pairs import load_pairs
+    from slimbert.pairs import is_pair_spec, load_pairs
 
-    builtin = spec.split(":", 1)[0] in ("stsb", "mrpc-target")
-    if not builtin:
+    if not is_pair_spec(spec):
         return None
     pairs = load_pairs(spec, encoding=encoding, limit=limit)
     return _GateData(texts=pairs.first + pairs.second, scores=pairs.require_scores())

@@ -215,10 +215,7 @@ def snli(split: str) -> PairSet:
     order = list(range(len(pairs)))
     random.Random(_SEED).shuffle(order)
     held = set(order[:_SNLI_VALIDATION])
-    keep = [i for i in order if i in held] if split == "validation" else order
-    if split == "train":
-        keep = [i for i in order if i not in held]
-    return pairs.subset(keep)
+    return pairs.subset(i for i in order if (i in held) == (split == "validation"))
 
 
 def _detokenize(text: str) -> str:

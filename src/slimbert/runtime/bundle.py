@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -108,25 +108,38 @@ def verify_files(root: Path, manifest: dict[str, Any]) -> None:
     for needed in (manifest["model_file"], TOKENIZER_FILE):
         if needed not in files:
             raise _fail(f"{root / MANIFEST_FILE} does not list {needed} in files")
+    verify_listed(root, files, "bundle")
+
+
+def verify_listed(
+    root: Path,
+    files: dict[str, dict[str, Any]],
+    kind: str,
+    fail: Callable[[str], Exception] = _fail,
+) -> None:
+    """Each file of a manifest's ``files`` (a bundle's, an index's): present, size, sha256.
+
+    ``fail`` makes the error (with its hint) of the folder's kind.
+    """
     for name, entry in files.items():
         path = root / name
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise _fail(f"bundle file {name} is missing from {root}") from None
+            raise fail(f"{kind} file {name} is missing from {root}") from None
         # The size check is free and catches truncated copies before hashing the whole file.
-        if size != entry["bytes"]:
-            raise _fail(
-                f"bundle file {name} has {size} bytes, the manifest says {entry['bytes']}: "
-                f"it was changed or truncated (bundle {root})"
+        if size != entry.get("bytes"):
+            raise fail(
+                f"{kind} file {name} has {size} bytes, the manifest says {entry.get('bytes')}: "
+                f"it was changed or truncated ({kind} {root})"
             )
         with open(path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
         if digest != entry["sha256"].lower():
-            raise _fail(
-                f"bundle file {name} does not match its sha256 in the manifest "
+            raise fail(
+                f"{kind} file {name} does not match its sha256 in the manifest "
                 f"({digest[:12]}… instead of {entry['sha256'][:12]}…): it was changed "
-                f"(bundle {root})"
+                f"({kind} {root})"
             )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from slimbert.errors import ModelError
+from slimbert.runtime.bundle import verify_listed
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +113,7 @@ def _valid_threshold(threshold: Any) -> bool:
 
 def verify_index_files(root: Path, manifest: dict[str, Any]) -> None:
     """Every listed file present, of its recorded size and sha256; else a clear error."""
-    for name, entry in manifest["files"].items():
-        path = root / name
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise _fail(f"index file {name} is missing from {root}") from None
-        if size != entry.get("bytes"):
-            raise _fail(
-                f"index file {name} has {size} bytes, the manifest says {entry.get('bytes')}: "
-                f"it was changed or truncated (index {root})"
-            )
-        digest = file_entry(path)["sha256"]
-        if digest != entry["sha256"].lower():
-            raise _fail(
-                f"index file {name} does not match its sha256 in the manifest "
-                f"({digest[:12]}… instead of {entry['sha256'][:12]}…): it was changed "
-                f"(index {root})"
-            )
+    verify_listed(root, manifest["files"], "index", _fail)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
