@@ -23,7 +23,7 @@ demo-quick: $(STAMP)
 	$(BIN)/slimbert run sentiment --quick
 
 ## The similarity path (needs ../shared/data or SLIMBERT_DATA_DIR): 3-layer Sentence-BERT
-## student NLI → STSb → target, int8 bundle, duplicate index, Lambda zip (about 45 minutes).
+## student NLI → STSb → target, int8 bundle, duplicate index, Lambda zip (48 min measured on 2 busy cores).
 sbert: $(STAMP)
 	$(BIN)/slimbert run sbert
 
