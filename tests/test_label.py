@@ -22,9 +22,9 @@ from slimbert.label import (
     LabelOptions,
     label_corpus,
     read_silver,
-    shard_name,
     silver_is_complete,
 )
+from slimbert.shards import shard_name
 
 # The helper is loaded by path so this works whatever pytest's import mode or package layout.
 _WORKER = Path(__file__).with_name("_label_worker.py")

@@ -35,26 +35,17 @@ import numpy as np
 
 from slimbert.config import Options, check
 from slimbert.errors import DataError, ModelError, SlimbertError
-from slimbert.io import atomic_dir, atomic_path, read_json, sha256_file, write_json
-from slimbert.label import (
-    _digest_strings,
-    _exclusive,
-    _is_temporary,
-    _remove_stray_temporaries,
-    shard_name,
-    teacher_fingerprint,
-)
+from slimbert.io import atomic_dir, atomic_path, write_json
 from slimbert.pairs import PairSet, is_pair_spec, load_pairs
+from slimbert.shards import ShardFolder, digest_strings, folder_fingerprint, shard_name
 
 log = logging.getLogger(__name__)
 
 FORMAT = "slimbert-augment/1"
-MANIFEST = "manifest.json"
 CANDIDATES = "candidates.parquet"
 SILVER = "silver.parquet"
 REPORT = "augment_report.json"
 CROSS_ENCODER_REPORT = "cross_encoder_report.json"
-_LOCK = ".label.lock"  # the name label's lock helper uses
 # A scorer takes sentence pairs and returns one similarity in [0, 1] per pair.
 PairScorer = Callable[[list[tuple[str, str]]], Any]
 
@@ -392,7 +383,8 @@ def augment(
     """Mine, score (resumably) and balance; returns the report also written to the folder."""
     started = time.perf_counter()
     out = options.out
-    _refuse_foreign_folder(out)
+    folder = _folder(out)
+    folder.refuse_foreign()
     pool_texts = read_sentences(
         options.pool, text_column=options.text_column, encoding=options.encoding
     )
@@ -416,23 +408,21 @@ def augment(
 
     plan = {
         "pool": options.pool,
-        "pool_sha256": _digest_strings(pool),
+        "pool_sha256": digest_strings(pool),
         "exclude": list(options.exclude),
         "top_k": options.top_k,
         "candidates": len(first),
-        "candidates_sha256": _digest_strings(
+        "candidates_sha256": digest_strings(
             [f"{a}\0{b}" for a, b in zip(first, second, strict=True)]
         ),
         "cross_encoder": str(options.cross_encoder.resolve()),
-        "cross_encoder_fingerprint": teacher_fingerprint(options.cross_encoder),
+        "cross_encoder_fingerprint": folder_fingerprint(options.cross_encoder),
         "max_length": options.max_length,
         "shard_size": options.shard_size,
     }
     n, n_shards = len(first), math.ceil(len(first) / options.shard_size)
-    out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
-        _remove_stray_temporaries(out)
-        manifest = _start_manifest(out, plan, n_shards)
+    with folder.exclusive():
+        manifest = folder.start(plan, n_shards)
         _write_table(out / CANDIDATES, {"sentence1": first, "sentence2": second, "bm25": bm25})
         done: dict[str, Any] = manifest["done"]
         resumed = len(done)
@@ -457,9 +447,8 @@ def augment(
                 finished += len(chunk)
                 if progress is not None:
                     progress(finished, n)
-            path = out / name
             _write_table(
-                path,
+                out / name,
                 {
                     "pair": np.arange(lo, hi, dtype=np.int64),
                     "sentence1": first[lo:hi],
@@ -468,17 +457,9 @@ def augment(
                     "score": scores,
                 },
             )
-            # Complete on disk before the manifest names it: a kill costs one shard at most.
-            done[name] = {
-                "index": index,
-                "rows": hi - lo,
-                "bytes": path.stat().st_size,
-                "sha256": sha256_file(path),
-            }
-            write_json(out / MANIFEST, manifest)
+            folder.record(manifest, index, hi - lo)
             scored_now += hi - lo
-        manifest["complete"] = True
-        write_json(out / MANIFEST, manifest)
+        folder.finish(manifest)
         scored_at = time.perf_counter()
 
         all_scores = read_scores(out)
@@ -564,20 +545,10 @@ def read_scores(out: Path) -> np.ndarray:
     """The cross-encoder score of every candidate, in candidate order (checksums verified)."""
     import pyarrow.parquet as pq
 
-    manifest = _read_manifest(Path(out))
-    if manifest is None or not manifest.get("complete"):
-        raise SlimbertError(
-            f"{out} holds no finished scoring", hint="run `slimbert augment` to finish it"
-        )
+    manifest, paths = _folder(Path(out)).finished()
     n = int(manifest["plan"]["candidates"])
     scores = np.full(n, np.nan, dtype=np.float32)
-    for name, entry in sorted(manifest["done"].items()):
-        path = Path(out) / name
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
-            raise SlimbertError(
-                f"scored shard {path} is missing or damaged (checksum mismatch)",
-                hint="rerun `slimbert augment` with the same options: it rescores it",
-            )
+    for path in paths:
         table = pq.read_table(path, columns=["pair", "score"])
         scores[table.column("pair").to_numpy()] = table.column("score").to_numpy()
     if np.isnan(scores).any():
@@ -585,74 +556,15 @@ def read_scores(out: Path) -> np.ndarray:
     return scores
 
 
-def _read_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise SlimbertError(f"cannot read {path}: {exc}", hint="delete the folder") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SlimbertError(
-            f"{path} is not a {FORMAT} manifest", hint="pass a new --out, or delete the folder"
-        )
-    return manifest
-
-
-def _refuse_foreign_folder(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise SlimbertError(f"{out} exists and is not a folder", hint="pass a new --out")
-    if (out / MANIFEST).exists():
-        _read_manifest(out)  # raises for a manifest of something else (a silver set)
-        return
-    foreign = [p.name for p in out.iterdir() if p.name != _LOCK and not _is_temporary(p)]
-    if foreign:
-        raise SlimbertError(
-            f"{out} exists and is not an augment folder (no {MANIFEST}; holds {foreign[0]!r})",
-            hint="pass a new --out, or empty the folder",
-        )
-
-
-def _start_manifest(out: Path, plan: dict[str, Any], n_shards: int) -> dict[str, Any]:
-    manifest = _read_manifest(out)
-    if manifest is None:
-        manifest = {"format": FORMAT, "plan": plan, "shards": n_shards, "done": {}}
-    else:
-        old = manifest["plan"]
-        changed = sorted(k for k in plan.keys() | old.keys() if plan.get(k) != old.get(k))
-        if changed:
-            raise SlimbertError(
-                f"{out} holds scores of a different plan (it differs in: {', '.join(changed)})",
-                hint="pass a new --out, or delete the folder to mine and score again",
-            )
-        manifest["done"] = {
-            name: entry
-            for name, entry in manifest["done"].items()
-            if _intact(out, name, entry, plan, n_shards)
-        }
-    manifest["complete"] = False
-    write_json(out / MANIFEST, manifest)
-    return manifest
-
-
-def _intact(out: Path, name: str, entry: dict[str, Any], plan: dict[str, Any], n: int) -> bool:
-    index = int(entry.get("index", -1))
-    expected = min(plan["shard_size"], plan["candidates"] - index * plan["shard_size"])
-    path = out / name
-    ok = (
-        name == shard_name(index)
-        and 0 <= index < n
-        and entry.get("rows") == expected
-        and path.is_file()
-        and path.stat().st_size == entry.get("bytes")
-        and sha256_file(path) == entry.get("sha256")
+def _folder(out: Path) -> ShardFolder:
+    return ShardFolder(
+        out,
+        FORMAT,
+        kind="augment folder",
+        work="scoring",
+        command="slimbert augment",
+        total_key="candidates",
     )
-    if not ok:
-        log.warning("scored shard %s is missing or damaged; scoring it again", path)
-    return ok
 
 
 # -- Step 2c: balancing --------------------------------------------------------------------------

@@ -11,19 +11,19 @@ is resumable:
   ``manifest.json``, so a kill at any moment loses at most the shard in progress;
 * a rerun with the same plan (data, teacher, label names, shard size, row order) verifies the
   finished shards by sha256 and labels only the rest; a damaged shard is relabelled; a folder
-  holding a different plan is refused rather than overwritten.
+  holding a different plan is refused rather than overwritten (the folder mechanics are
+  :mod:`slimbert.shards`, shared with `augment`).
 
 :func:`read_silver` gives the set back in source row order for distillation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -33,18 +33,14 @@ import numpy as np
 from slimbert.config import Options, check
 from slimbert.data import TextSet, load_texts
 from slimbert.errors import DataError, ModelError, SlimbertError
-from slimbert.io import atomic_path, read_json, sha256_file, write_json
+from slimbert.io import atomic_path
 from slimbert.scoring import Scorer, softmax
+from slimbert.shards import ShardFolder, digest_strings, folder_fingerprint, shard_name
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 FORMAT = "slimbert-silver/1"
 COLUMNS = ("row", "id", "text", "label", "label_id", "probs", "logits")
-_LOCK = ".label.lock"
-# Teacher files up to this size (configs, tokenizers, bundle manifests) are hashed; larger ones
-# (weights) are only stat'ed, so fingerprinting a 400 MB teacher stays instant.
-_HASHED_FILE_LIMIT = 1 << 20
 # Token lengths are computed in chunks so a tokenizer never holds the whole pool's encodings.
 _LENGTH_CHUNK = 16384
 # Plan keys grouped into the words an error message uses for them.
@@ -122,10 +118,6 @@ class LabelResult:
     label_counts: dict[str, int]
 
 
-def shard_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
-
-
 def label_corpus(
     options: LabelOptions,
     *,
@@ -139,15 +131,16 @@ def label_corpus(
     """
     started = time.perf_counter()
     out = options.out
-    _refuse_foreign_folder(out)
+    folder = _folder(out)
+    folder.refuse_foreign()
     pool = _load_pool(options)
     n = len(pool.texts)
     plan = _plan(options, pool)
     # Refuse a folder of another labelling now, before the minutes of loading the teacher and
     # tokenising the pool; label names and row order are compared once they are known.
-    existing = _read_manifest(out)
+    existing = folder.read_manifest()
     if existing is not None:
-        _refuse_other_plan(out, existing["plan"], plan, only_new_keys=True)
+        folder.refuse_other_plan(existing["plan"], plan, only_new_keys=True)
     if scorer is None:
         scorer = _load_teacher(options)
     label_names = tuple(scorer.label_names)
@@ -161,10 +154,9 @@ def label_corpus(
     plan["order_sha256"] = hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
     n_shards = math.ceil(n / options.shard_size)
 
-    out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
-        _remove_stray_temporaries(out)
-        manifest = _start_manifest(out, plan, n_shards, options)
+    with folder.exclusive():
+        # Informational: the options of the latest run (batch_size may change between resumes).
+        manifest = folder.start(plan, n_shards, options=options.to_dict())
         done: dict[str, Any] = manifest["done"]
         resumed = len(done)
         finished = sum(int(entry["rows"]) for entry in done.values())
@@ -184,22 +176,15 @@ def label_corpus(
             if name in done:
                 continue
             rows = order[index * options.shard_size : (index + 1) * options.shard_size]
-            done[name] = {
-                "index": index,
-                **_label_shard(
-                    scorer, pool, rows, label_names, options.batch_size, out / name, on_batch
-                ),
-            }
+            shard_counts = _label_shard(
+                scorer, pool, rows, label_names, options.batch_size, out / name, on_batch
+            )
+            folder.record(manifest, index, len(rows), label_counts=shard_counts)
             labelled += len(rows)
-            # The shard is complete on disk before the manifest names it: a kill in between
-            # only costs relabelling that shard.
-            write_json(out / MANIFEST, manifest)
             log.debug("wrote %s (%d rows)", name, len(rows))
 
         counts = _sum_counts(done.values(), label_names)
-        manifest["complete"] = True
-        manifest["label_counts"] = counts
-        write_json(out / MANIFEST, manifest)
+        folder.finish(manifest, label_counts=counts)
 
     seconds = time.perf_counter() - started
     rate = labelled / seconds if labelled and seconds > 0 else 0.0
@@ -225,31 +210,12 @@ def read_silver(out: Path) -> tuple[TextSet, np.ndarray]:
     import pyarrow.parquet as pq
 
     out = Path(out)
-    manifest = _read_manifest(out)
-    if manifest is None:
-        raise SlimbertError(
-            f"{out} is not a silver set (no {MANIFEST})", hint="create it with `slimbert label`"
-        )
-    done: dict[str, Any] = manifest["done"]
-    if not manifest.get("complete") or len(done) != manifest["shards"]:
-        raise SlimbertError(
-            f"{out} is an unfinished silver set ({len(done)} of {manifest['shards']} shards)",
-            hint="rerun `slimbert label` with the same options to finish it",
-        )
+    manifest, paths = _folder(out).finished()
     plan = manifest["plan"]
     n = int(plan["rows"])
     label_names = tuple(plan["label_names"])
     k = len(label_names)
-
-    tables = []
-    for name in sorted(done):
-        path = out / name
-        if not path.is_file() or sha256_file(path) != done[name]["sha256"]:
-            raise SlimbertError(
-                f"silver shard {path} is missing or damaged (checksum mismatch)",
-                hint="rerun `slimbert label` with the same options: it relabels damaged shards",
-            )
-        tables.append(pq.read_table(path, columns=list(COLUMNS)))
+    tables = [pq.read_table(path, columns=list(COLUMNS)) for path in paths]
     table = pa.concat_tables(tables)
 
     rows = table.column("row").to_numpy()
@@ -286,21 +252,7 @@ def silver_is_complete(out: Path) -> bool:
     It does not tell whether the set was made from the current teacher and data; rerunning
     :func:`label_corpus` checks that, and :func:`read_silver` verifies every checksum.
     """
-    out = Path(out)
-    try:
-        manifest = _read_manifest(out)
-    except SlimbertError:
-        return False
-    if manifest is None or not manifest.get("complete"):
-        return False
-    done: dict[str, Any] = manifest["done"]
-    if len(done) != manifest["shards"]:
-        return False
-    for name, entry in done.items():
-        path = out / name
-        if not path.is_file() or path.stat().st_size != entry["bytes"]:
-            return False
-    return True
+    return _folder(out).is_complete()
 
 
 # -- loading and planning ---------------------------------------------------------------------
@@ -366,168 +318,26 @@ def _plan(options: LabelOptions, pool: _Pool) -> dict[str, Any]:
     return {
         "source": options.data,
         "rows": len(pool.texts),
-        "texts_sha256": _digest_strings(pool.texts),
-        "ids_sha256": _digest_strings(pool.ids),
+        "texts_sha256": digest_strings(pool.texts),
+        "ids_sha256": digest_strings(pool.ids),
         "teacher": str(options.teacher.resolve()),
-        "teacher_fingerprint": teacher_fingerprint(options.teacher),
+        "teacher_fingerprint": folder_fingerprint(options.teacher),
         "backend": options.backend,
         "max_length": options.max_length,
         "shard_size": options.shard_size,
     }
 
 
-def teacher_fingerprint(teacher: Path) -> str:
-    """A cheap identity of a teacher folder or file: small files hashed, weights stat'ed."""
-    if not teacher.exists():
-        return "missing"
-    if teacher.is_file():
-        files = [(teacher.name, teacher)]
-    else:
-        files = sorted(
-            (p.relative_to(teacher).as_posix(), p)
-            for p in teacher.rglob("*")
-            if p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(teacher).parts)
-        )
-    digest = hashlib.sha256()
-    for rel, path in files:
-        stat = path.stat()
-        if stat.st_size <= _HASHED_FILE_LIMIT:
-            what = sha256_file(path)
-        else:
-            what = f"{stat.st_size}:{stat.st_mtime_ns}"
-        digest.update(f"{rel}\0{what}\n".encode())
-    return digest.hexdigest()
-
-
-def _digest_strings(items: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for item in items:
-        data = item.encode("utf-8", "surrogatepass")
-        # Length-prefixed, so ["ab", "c"] and ["a", "bc"] differ.
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()
-
-
-# -- the output folder ------------------------------------------------------------------------
-def _is_temporary(path: Path) -> bool:
-    # atomic_path names its temporaries ".<final name>.<random>.tmp".
-    return path.name.startswith(".") and path.name.endswith(".tmp")
-
-
-def _refuse_foreign_folder(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise SlimbertError(f"{out} exists and is not a folder", hint="pass a new --out")
-    if (out / MANIFEST).exists():
-        return
-    foreign = [p.name for p in out.iterdir() if p.name != _LOCK and not _is_temporary(p)]
-    if foreign:
-        raise SlimbertError(
-            f"{out} exists and is not a silver set (no {MANIFEST}; holds {foreign[0]!r})",
-            hint="pass a new --out, or empty the folder",
-        )
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold an advisory lock on ``out`` so two runs never write (or clean) the same folder."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no flock; one run per folder is on the user
-        yield
-        return
-    with open(out / _LOCK, "a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise SlimbertError(
-                f"another labelling run is writing to {out}",
-                hint="wait for it to finish, or pass a new --out",
-            ) from exc
-        # The kernel drops the lock when the file is closed, SIGKILL included.
-        yield
-
-
-def _remove_stray_temporaries(out: Path) -> None:
-    for path in out.iterdir():
-        if _is_temporary(path) and path.is_file():
-            log.info("removing %s left by an interrupted run", path.name)
-            path.unlink(missing_ok=True)
-
-
-def _read_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise SlimbertError(
-            f"cannot read {path}: {exc}", hint="delete the folder and run `slimbert label` again"
-        ) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SlimbertError(
-            f"{path} is not a {FORMAT} manifest",
-            hint="pass a new --out, or delete the folder to label again",
-        )
-    return manifest
-
-
-def _start_manifest(
-    out: Path, plan: dict[str, Any], n_shards: int, options: LabelOptions
-) -> dict[str, Any]:
-    """Create the manifest, or reopen a matching one keeping only its intact shards."""
-    manifest = _read_manifest(out)
-    if manifest is None:
-        manifest = {"format": FORMAT, "plan": plan, "shards": n_shards, "done": {}}
-    else:
-        _refuse_other_plan(out, manifest["plan"], plan)
-        manifest["done"] = {
-            name: entry
-            for name, entry in manifest["done"].items()
-            if _shard_is_intact(out, name, entry, plan, n_shards)
-        }
-    manifest["complete"] = False
-    manifest.pop("label_counts", None)
-    # Informational: the options of the latest run (batch_size may change between resumes).
-    manifest["options"] = options.to_dict()
-    write_json(out / MANIFEST, manifest)
-    return manifest
-
-
-def _refuse_other_plan(
-    out: Path, old: dict[str, Any], new: dict[str, Any], *, only_new_keys: bool = False
-) -> None:
-    keys = new.keys() if only_new_keys else new.keys() | old.keys()
-    changed = sorted({_PLAN_WORDS.get(key, key) for key in keys if new.get(key) != old.get(key)})
-    if changed:
-        raise SlimbertError(
-            f"{out} holds a different labelling (it differs in: {', '.join(changed)})",
-            hint="pass a new --out, or delete the folder to label again",
-        )
-
-
-def _shard_is_intact(
-    out: Path, name: str, entry: dict[str, Any], plan: dict[str, Any], n_shards: int
-) -> bool:
-    index = int(entry.get("index", -1))
-    expected = min(plan["shard_size"], plan["rows"] - index * plan["shard_size"])
-    path = out / name
-    problem = None
-    if name != shard_name(index) or not 0 <= index < n_shards or entry.get("rows") != expected:
-        problem = "does not fit the plan"
-    elif not path.is_file():
-        problem = "is missing"
-    elif path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
-        problem = "is damaged (checksum mismatch)"
-    if problem is None:
-        return True
-    # Friendlier than refusing: the shard is simply labelled again.
-    log.warning("silver shard %s %s; labelling it again", path, problem)
-    return False
+def _folder(out: Path) -> ShardFolder:
+    return ShardFolder(
+        Path(out),
+        FORMAT,
+        kind="silver set",
+        work="labelling",
+        command="slimbert label",
+        total_key="rows",
+        plan_words=_PLAN_WORDS,
+    )
 
 
 # -- labelling one shard ----------------------------------------------------------------------
@@ -539,7 +349,8 @@ def _label_shard(
     batch_size: int,
     path: Path,
     on_batch: Callable[[int], None],
-) -> dict[str, Any]:
+) -> dict[str, int]:
+    """Label one shard's rows and write it; returns its label counts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -567,12 +378,7 @@ def _label_shard(
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     counts = np.bincount(label_ids, minlength=k)
-    return {
-        "rows": len(texts),
-        "bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
-        "label_counts": {name: int(c) for name, c in zip(label_names, counts, strict=True)},
-    }
+    return {name: int(c) for name, c in zip(label_names, counts, strict=True)}
 
 
 def _checked_logits(logits: Any, n: int, k: int) -> np.ndarray:
