@@ -18,7 +18,7 @@ pytest.importorskip("onnx")
 from runtime_fixtures import build_bundle
 from slimbert.errors import SlimbertError
 from slimbert.index import bundle_facts, write_index
-from slimbert.lambda_local import LocalLambda, find_python312, host_arch, rie_binary
+from slimbert.lambda_local import LocalGcp, LocalLambda, find_python312, host_arch, rie_binary
 from slimbert.package import PackageOptions, build_package
 from slimbert.runtime.bundle import load_bundle
 from test_package import wheel_cache  # noqa: F401 - session fixture shared with the package tests
@@ -73,11 +73,25 @@ def test_zip_ships_the_index(
     assert not any(n.startswith("usearch/") for n in names)  # exact search needs numpy only
 
 
-def test_gcp_folder_ships_the_index(embedder_with_index: tuple[Path, Path], tmp_path: Path) -> None:
+def test_gcp_folder_ships_the_index_and_answers_duplicates(
+    embedder_with_index: tuple[Path, Path], tmp_path: Path
+) -> None:
     bundle, index = embedder_with_index
     build_package(PackageOptions(bundle=bundle, index=index, out=tmp_path, target="gcp-function"))
     folder = tmp_path / "slimbert-gcp-function"
     assert (folder / "index" / "texts.json").read_bytes() == (index / "texts.json").read_bytes()
+    try:
+        function = LocalGcp(folder, python=find_python312())
+        function.start()
+    except SlimbertError as exc:
+        pytest.skip(f"functions-framework environment unavailable: {exc}")
+    with function:
+        response, _ = function.invoke({"text": "great love", "duplicates": True})
+        assert response["statusCode"] == 200, function.log_tail()
+        (result,) = json.loads(response["body"])["results"]
+        assert result["is_duplicate"] is True and result["neighbours"][0]["id"] == "pos"
+        bad, _ = function.invoke({"text": "good", "top_k": 0})
+        assert bad["statusCode"] == 400 and "top_k" in json.loads(bad["body"])["error"]
 
 
 def test_index_of_another_model_is_refused(
