@@ -160,6 +160,8 @@ def test_auto_backend_threshold() -> None:
         (lambda r: (r / "vectors.npy").write_bytes((r / "vectors.npy").read_bytes()[:-8]), "bytes"),
         (lambda r: (r / "ids.json").unlink(), "missing"),
         (lambda r: (r / "manifest.json").write_text("{"), "not valid JSON"),
+        (lambda r: _edit_files(r, "ids.json", {"sha256": "0"}), r"must be \{'sha256'"),
+        (lambda r: _edit_files(r, "../ids.json", {"sha256": "0", "bytes": 1}), "inside the index"),
     ],
 )
 def test_tampered_index_is_refused(tmp_path: Path, damage: Any, message: str) -> None:
@@ -168,6 +170,12 @@ def test_tampered_index_is_refused(tmp_path: Path, damage: Any, message: str) ->
     with pytest.raises(VectorIndexError, match=message) as info:
         load_index(tmp_path / "i")
     assert info.value.hint  # says what to do
+
+
+def _edit_files(root: Path, name: str, entry: dict[str, Any]) -> None:
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"][name] = entry
+    (root / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_OUTPUT = {"classification": "logits", "embedding": "embeddings"}
 DEFAULT_BATCH_SIZE = 32
 REEXPORT_HINT = "re-export the bundle with `slimbert export` (or copy the whole folder again)"
+_VERSION_HINT = "export the bundle with the same slimbert version that serves it"
 
 
 class BundleError(ModelError):
@@ -45,24 +46,58 @@ def _fail(message: str, hint: str | None = REEXPORT_HINT) -> BundleError:
 
 def read_manifest(root: Path) -> dict[str, Any]:
     """The checked ``manifest.json`` of the bundle folder ``root``."""
+    manifest = read_folder_manifest(
+        root, FORMAT, "bundle", _fail, made_by="export", version_hint=_VERSION_HINT
+    )
+    _check_fields(manifest, root / MANIFEST_FILE)
+    return manifest
+
+
+def read_folder_manifest(
+    root: Path,
+    fmt: str,
+    kind: str,
+    fail: Callable[..., Exception],
+    *,
+    made_by: str,
+    version_hint: str | None = None,
+) -> dict[str, Any]:
+    """The ``manifest.json`` object of a ``kind`` folder (a bundle, an index) of format ``fmt``
+    with a well-formed ``files`` map; the caller checks its own fields.
+
+    ``fail(message, hint=...)`` makes the error of the folder's kind.
+    """
     if not root.is_dir():
-        raise _fail(f"bundle folder {root} does not exist", hint="pass the folder `export` wrote")
+        hint = f"pass the folder `{made_by}` wrote"
+        raise fail(f"{kind} folder {root} does not exist", hint=hint)
     path = root / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise _fail(f"{path} is missing: {root} is not a slimbert bundle") from None
+        raise fail(f"{path} is missing: {root} is not a slimbert {kind}") from None
     except (OSError, ValueError) as exc:
-        raise _fail(f"{path} is not valid JSON ({exc})") from None
+        raise fail(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
-        raise _fail(f"{path} must hold a JSON object, not {type(manifest).__name__}")
-    fmt = manifest.get("format")
-    if fmt != FORMAT:
-        raise _fail(
-            f"{path} has format {fmt!r}; this runtime reads {FORMAT!r}",
-            hint="export the bundle with the same slimbert version that serves it",
-        )
-    _check_fields(manifest, path)
+        raise fail(f"{path} must hold a JSON object, not {type(manifest).__name__}")
+    found = manifest.get("format")
+    if found != fmt:
+        message = f"{path} has format {found!r}; this runtime reads {fmt!r}"
+        raise fail(message, hint=version_hint) if version_hint else fail(message)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise fail(f"{path}: files must map each file name to its sha256 and bytes")
+    for name, entry in files.items():
+        rel = PurePosixPath(name)
+        # A manifest is data from outside: never let it point the runtime outside the folder.
+        if not name or rel.is_absolute() or ".." in rel.parts:
+            raise fail(f"{path}: file name {name!r} is not a path inside the {kind}")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or isinstance(entry.get("bytes"), bool)
+            or not isinstance(entry.get("bytes"), int)
+        ):
+            raise fail(f"{path}: files[{name!r}] must be {{'sha256': str, 'bytes': int}}")
     return manifest
 
 
@@ -85,21 +120,6 @@ def _check_fields(manifest: dict[str, Any], path: Path) -> None:
             or len(set(labels)) != len(labels)
         ):
             raise _fail(f"{path}: labels must be distinct non-empty names, got {labels!r}")
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise _fail(f"{path}: files must map each file name to its sha256 and bytes")
-    for name, entry in files.items():
-        rel = PurePosixPath(name)
-        # A manifest is data from outside: never let it point the runtime outside the bundle.
-        if not name or rel.is_absolute() or ".." in rel.parts:
-            raise _fail(f"{path}: file name {name!r} is not a path inside the bundle")
-        if (
-            not isinstance(entry, dict)
-            or not isinstance(entry.get("sha256"), str)
-            or isinstance(entry.get("bytes"), bool)
-            or not isinstance(entry.get("bytes"), int)
-        ):
-            raise _fail(f"{path}: files[{name!r}] must be {{'sha256': str, 'bytes': int}}")
 
 
 def verify_files(root: Path, manifest: dict[str, Any]) -> None:

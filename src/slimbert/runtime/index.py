@@ -21,13 +21,13 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slimbert.errors import ModelError
-from slimbert.runtime.bundle import verify_listed
+from slimbert.runtime.bundle import read_folder_manifest, verify_listed
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +63,15 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 def read_index_manifest(root: Path) -> dict[str, Any]:
     """The checked ``manifest.json`` of the index folder ``root``."""
-    if not root.is_dir():
-        raise _fail(f"index folder {root} does not exist", hint="pass the folder `build` wrote")
+    manifest = read_folder_manifest(root, FORMAT, "index", _fail, made_by="index build")
     path = root / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise _fail(f"{path} is missing: {root} is not a slimbert index") from None
-    except (OSError, ValueError) as exc:
-        raise _fail(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise _fail(f"{path} has format {found!r}; this runtime reads {FORMAT!r}")
     if manifest.get("backend") not in BACKENDS:
         raise _fail(f"{path}: backend must be one of {list(BACKENDS)}")
     for key in ("dim", "count"):
         value = manifest.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise _fail(f"{path}: {key} must be a non-negative integer, got {value!r}")
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise _fail(f"{path}: files must map each file name to its sha256 and bytes")
-    for name, entry in files.items():
-        rel = PurePosixPath(name)
-        if not name or rel.is_absolute() or ".." in rel.parts:
-            raise _fail(f"{path}: file name {name!r} is not a path inside the index")
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise _fail(f"{path}: files[{name!r}] must be {{'sha256': str, 'bytes': int}}")
+    files = manifest["files"]
     needed = [VECTORS_FILE, IDS_FILE, TEXTS_FILE]
     needed += [USEARCH_FILE] if manifest["backend"] == "usearch" else []
     missing = [n for n in needed if n not in files]
