@@ -23,7 +23,8 @@ demo-quick: $(STAMP)
 	$(BIN)/slimbert run sentiment --quick
 
 ## The similarity path (needs ../shared/data or SLIMBERT_DATA_DIR): 3-layer Sentence-BERT
-## student NLI → STSb → target, int8 bundle, duplicate index, Lambda zip (48 min measured on 2 busy cores).
+## student NLI → STSb → target, int8 bundle, duplicate index, Lambda zip (17 min on 2 idle cores;
+## 48 min with one thread beside two other jobs).
 sbert: $(STAMP)
 	$(BIN)/slimbert run sbert
 
