@@ -147,6 +147,8 @@ def test_data_other_than_the_classifier_default_is_the_pair_set(
     (row,) = result["models"]
     assert row["name"] == tiny_sbert.name  # the folder name labels the row
     assert row["latency_ms"] == {}
+    # Not measured reads as a dash, not "nan".
+    assert markdown_table(result).splitlines()[-1].endswith("| – | – |")
 
 
 def test_default_pair_sets_are_stsb_and_the_target_test() -> None:

@@ -231,9 +231,14 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['model']} | {row['kind']} | {params} | {row['size_mb']:.1f} "
             f"| {row['macro_f1']:.4f} | {row['accuracy']:.4f} "
-            f"| {lat.get('p50', float('nan')):.2f} | {lat.get('p95', float('nan')):.2f} |"
+            f"| {_ms(lat, 'p50')} | {_ms(lat, 'p95')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _ms(latency: dict[str, float], key: str) -> str:
+    # An empty latency dict means it was not measured (latency_samples 0), not "NaN ms".
+    return f"{latency[key]:.2f}" if key in latency else "–"
 
 
 # -- sentence embedders ------------------------------------------------------------------------
@@ -467,9 +472,8 @@ def _embedder_table(result: dict[str, Any]) -> str:
         params = f"{row['parameters'] / 1e6:.1f}" if row["parameters"] else "–"
         layers = row["layers"] if row["layers"] is not None else "–"
         scores = " | ".join(f"{row['spearman'][spec]:.2f}" for spec in specs)
-        p50, p95 = lat.get("p50", float("nan")), lat.get("p95", float("nan"))
         lines.append(
             f"| {row['name']} | {row['kind']} | {layers} | {params} | {row['size_mb']:.1f} "
-            f"| {scores} | {p50:.2f} | {p95:.2f} |"
+            f"| {scores} | {_ms(lat, 'p50')} | {_ms(lat, 'p95')} |"
         )
     return "\n".join(lines) + "\n"
