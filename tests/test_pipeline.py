@@ -185,5 +185,8 @@ def test_builtin_similarity_pipelines_parse_and_share_steps() -> None:
         assert paper[step.name].options == step.options
     assert paper["augsbert-2l"].options.lr == 2e-6  # type: ignore[attr-defined]
     assert paper["augsbert-2l"].options.batch_size == 16  # type: ignore[attr-defined]
+    joint = paper["augsbert-joint-2l"].options
+    assert joint.extra_train == ("runs/sbert/augment/silver.parquet",)  # type: ignore[attr-defined]
+    assert joint.model == paper["target-2l"].options.model  # type: ignore[attr-defined]
     quick = read_pipeline("sbert", profile="quick")
     assert quick[0].options.limit == 800  # type: ignore[attr-defined]

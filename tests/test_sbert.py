@@ -148,3 +148,43 @@ def test_silver_parquet_is_a_training_set(
         )
     )
     assert report["train_pairs"] == len(gold)
+
+
+def test_extra_train_sets_are_trained_on_together(
+    tiny_sbert: Path, tiny_pairs: dict[str, Path], tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from slimbert.pairs import load_pairs
+
+    gold = load_pairs(tiny_pairs["train"])
+    silver = gold.head(30)
+    table = pa.table(
+        {"sentence1": silver.first, "sentence2": silver.second, "score": silver.scores}
+    )
+    pq.write_table(table, tmp_path / "silver.parquet")
+    options = SbertTrainOptions(
+        objective="target",
+        model=str(tiny_sbert),
+        out=tmp_path / "joint",
+        train=str(tiny_pairs["train"]),
+        extra_train=(str(tmp_path / "silver.parquet"),),
+        validation=str(tiny_pairs["validation"]),
+        epochs=1,
+    )
+    assert SbertTrainOptions.from_dict(options.to_dict()) == options
+    report = train_sbert(options)
+    assert report["train_pairs"] == len(gold) + 30
+    assert report["extra_train"] == [str(tmp_path / "silver.parquet")]
+
+    nli = SbertTrainOptions(
+        objective="target",
+        model=str(tiny_sbert),
+        out=tmp_path / "mixed",
+        train=str(tiny_pairs["train"]),
+        extra_train=(str(_nli_file(tmp_path / "nli.csv")),),
+        validation=str(tiny_pairs["validation"]),
+    )
+    with pytest.raises(DataError, match="one has similarity scores, the other NLI labels"):
+        train_sbert(nli)

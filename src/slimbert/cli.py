@@ -58,6 +58,8 @@ HELP = {
     "model": "Base encoder: a folder, a hub id, or all-MiniLM-L6-v2 (shipped offline).",
     "train": "Gold training set: a CSV/TSV/JSONL/Parquet file, tweets3:train, or hf:<id>[:split].",
     "validation": "Validation set for early stopping (same forms as --train).",
+    "extra_train": "More pair sets trained on together with --train, comma-separated "
+    "(e.g. AugSBERT's silver.parquet beside the gold pairs).",
     "data": "Dataset: a file, tweets3:<split>, tweets3-quick:<split> or hf:<id>[:split].",
     "out": "Output folder (or file for eval); written atomically.",
     "head": "Classification head: linear (pooled output) or gru (frozen encoder + BiGRU).",

@@ -68,6 +68,24 @@ class PairSet:
             name=self.name,
         )
 
+    def concat(self, other: PairSet) -> PairSet:
+        """These pairs followed by ``other``'s; both scored, or both labelled."""
+        if (self.scores is None) != (other.scores is None) or (self.labels is None) != (
+            other.labels is None
+        ):
+            raise DataError(
+                f"cannot train on {self.name or 'these pairs'} and {other.name or 'those'} "
+                "together: one has similarity scores, the other NLI labels",
+                hint="combine pair sets of the same kind",
+            )
+        return PairSet(
+            first=self.first + other.first,
+            second=self.second + other.second,
+            scores=None if self.scores is None else self.scores + list(other.scores or []),
+            labels=None if self.labels is None else self.labels + list(other.labels or []),
+            name=f"{self.name}+{other.name}",
+        )
+
     def head(self, limit: int | None) -> PairSet:
         return self if limit is None or len(self) <= limit else self.subset(range(limit))
 

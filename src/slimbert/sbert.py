@@ -85,6 +85,9 @@ class SbertTrainOptions(Options):
     out: Path = Path("runs/sbert")
     layers: tuple[int, ...] | None = None
     train: str | None = None
+    # More pair sets trained on together with ``train``, e.g. AugSBERT's silver pairs beside the
+    # gold ones (Thakur et al. train on both at once; the paper's recipe is silver, then gold).
+    extra_train: tuple[str, ...] = ()
     validation: str | None = None
     loss: Literal["auto", "softmax", "mnrl", "cosine"] = "auto"
     batch_size: int | None = None
@@ -268,6 +271,8 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     epochs = int(options.resolved("epochs"))
     evals_per_epoch = int(options.resolved("evals_per_epoch"))
     train_pairs = load_pairs(options.resolved("train"), limit=options.limit)
+    for spec in options.extra_train:
+        train_pairs = train_pairs.concat(load_pairs(spec, limit=options.limit))
     validation = load_pairs(options.resolved("validation"), limit=options.validation_limit)
     validation.require_scores()
     data = _training_pairs(train_pairs, loss_name)
@@ -356,6 +361,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         "batch_size": batch_size,
         "epochs": epochs,
         "train": options.resolved("train"),
+        "extra_train": list(options.extra_train),
         "validation": options.resolved("validation"),
         "train_pairs": len(data.first),
         "layers": num_layers(st),
