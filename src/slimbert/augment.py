@@ -162,7 +162,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import get_linear_schedule_with_warmup
 
-    from slimbert.train import _optimizer, train_with_evals
+    from slimbert.train import _optimizer, optimizer_step, train_with_evals
 
     started = time.perf_counter()
     parts = [load_pairs(spec, limit=options.limit) for spec in options.train]
@@ -194,12 +194,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
             [[first[i] for i in idx], [second[i] for i in idx]],
             torch.tensor([targets[i] for i in idx], dtype=torch.float32),
         )
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(ce.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        return float(value.detach())
+        return optimizer_step(value, ce.parameters(), optimizer, scheduler)
 
     def evaluate() -> float:
         rho = cross_encoder_spearman(ce, validation, options.batch_size * 4)

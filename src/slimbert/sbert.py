@@ -263,7 +263,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from slimbert.train import _optimizer, train_with_evals
+    from slimbert.train import _optimizer, optimizer_step, train_with_evals
 
     reporter = reporter or _LogReporter()
     loss_name = options.resolved("loss")
@@ -324,13 +324,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
             labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.long)
         else:
             labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.float32)
-        optimizer.zero_grad(set_to_none=True)
-        value = loss(features, labels)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(loss.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        return float(value.detach())
+        return optimizer_step(loss(features, labels), loss.parameters(), optimizer, scheduler)
 
     def evaluate() -> float:
         st.eval()

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,6 +122,22 @@ def _optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def optimizer_step(
+    value: torch.Tensor,
+    parameters: Iterable[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> float:
+    """One batch's update, as every slimbert loop does it: backward, clip the gradient norm at 1,
+    an optimiser and a scheduler step; returns the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    scheduler.step()
+    return float(value.detach())
 
 
 def fit(
