@@ -156,13 +156,13 @@ class ShardFolder:
     def exclusive(self) -> Iterator[None]:
         """Hold an advisory lock on the folder so two runs never write (or clean) it at once;
         stray temporaries of an interrupted run are removed once the lock is held."""
+        self.out.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no flock; one run per folder is on you
             self._remove_stray_temporaries()
             yield
             return
-        self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / LOCK, "a") as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -201,23 +201,19 @@ class ShardFolder:
         write_json(self.out / MANIFEST, manifest)
         return manifest
 
-    def record(
-        self, manifest: dict[str, Any], index: int, rows: int, **extra: Any
-    ) -> dict[str, Any]:
+    def record(self, manifest: dict[str, Any], index: int, rows: int, **extra: Any) -> None:
         """Name a shard already complete on disk in the manifest (a kill in between only costs
         scoring that shard again)."""
         name = shard_name(index)
         path = self.out / name
-        entry = {
+        manifest["done"][name] = {
             "index": index,
             "rows": rows,
             "bytes": path.stat().st_size,
             "sha256": sha256_file(path),
             **extra,
         }
-        manifest["done"][name] = entry
         write_json(self.out / MANIFEST, manifest)
-        return entry
 
     def finish(self, manifest: dict[str, Any], **fields: Any) -> None:
         manifest.update(fields)

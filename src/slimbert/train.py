@@ -130,8 +130,9 @@ def optimizer_step(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
 ) -> float:
-    """One batch's update, as every slimbert loop does it: backward, clip the gradient norm at 1,
-    an optimiser and a scheduler step; returns the loss as a float."""
+    """One batch's update for the SBERT stages and the cross-encoder: backward, clip the
+    gradient norm at 1, an optimiser and a scheduler step; returns the loss as a float.
+    (:func:`fit` keeps its own: it accumulates gradients over chunks of a batch.)"""
     optimizer.zero_grad(set_to_none=True)
     value.backward()
     torch.nn.utils.clip_grad_norm_(parameters, 1.0)
