@@ -127,6 +127,31 @@ def test_manifest_follows_docs_and_checksums(bundle: tuple[Path, dict[str, Any]]
     assert not list(out.parent.glob(".bundle*")), "no temporary folders left behind"
 
 
+def test_bundle_gate_runs_the_behavioural_suite_on_both_graphs(
+    bundle: tuple[Path, dict[str, Any]],
+) -> None:
+    from slimbert.behaviour import load_suite
+
+    behaviour = bundle[1]["gate"]["behaviour"]
+    assert behaviour["cases"] == len(load_suite())
+    assert 0 <= behaviour["qint8_pass_rate"] <= 1 and 0 <= behaviour["fp32_pass_rate"] <= 1
+    drop = 100 * (behaviour["fp32_pass_rate"] - behaviour["qint8_pass_rate"])
+    assert behaviour["drop_points"] == pytest.approx(drop)
+
+
+@pytest.mark.parametrize(("qint8_rate", "chosen"), [(0.89, "qint8"), (0.87, "fp32")])
+def test_behaviour_drop_over_the_threshold_keeps_fp32(qint8_rate: float, chosen: str) -> None:
+    from slimbert.export import _behaviour_gate
+
+    options = ExportOptions(model=Path("m"), max_behaviour_drop=2.0)
+    gate = {"passed": True, "chosen": "qint8"}
+    result = _behaviour_gate(
+        options, gate, {"cases": 100, "pass_rate": 0.90}, {"cases": 100, "pass_rate": qint8_rate}
+    )
+    assert result["chosen"] == chosen and result["passed"] is (chosen == "qint8")
+    assert result["behaviour"]["threshold_points"] == 2.0
+
+
 def test_tokenizer_is_unpadded_and_truncates(bundle: tuple[Path, dict[str, Any]]) -> None:
     from tokenizers import Tokenizer
 

@@ -128,7 +128,7 @@ def test_builtin_sentiment_pipeline_parses_with_both_profiles() -> None:
     ]
     assert steps[2].options.student_layers == (0, 5)  # type: ignore[attr-defined]
     quick = read_pipeline("sentiment", profile="quick")
-    assert str(quick[0].options.train).startswith("tweets3-quick:")  # type: ignore[attr-defined]
+    assert str(quick[0].options.train).startswith("sentiment3-quick:")  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("loss", ["soft", "mix"])

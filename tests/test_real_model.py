@@ -39,8 +39,10 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
     from slimbert.io import read_json
 
     report = read_json(work / "eval.json")
-    teacher, student, bundle = report["models"]
-    assert report["rows"] == 300
+    vader, teacher, student, bundle = report["models"]
+    assert vader["model"] == "vader" and vader["kind"] == "lexicon"
+    assert set(report["sets"]) == {"sentiment3-quick:test", "tweets3-quick:test", "sst3:test"}
+    assert all(0 <= m["behaviour"]["pass_rate"] <= 1 for m in report["models"])
     assert teacher["parameters"] > 20e6 and student["parameters"] < 16e6
     # 400 gold tweets and two epochs already lift both clearly above chance (0.33).
     assert teacher["macro_f1"] > 0.45
@@ -50,7 +52,7 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
     # bundle stays close to the torch student too.
     assert abs(bundle["macro_f1"] - student["macro_f1"]) < 0.05
     # The run ends with one summary table: quality, sizes, emulator cold start and latency.
-    assert "test macro-F1" in result.output
+    assert "macro-F1 · sst3:test" in result.output
     assert "emulator cold start" in result.output
     invoke = read_json(work / "invoke.json")
     assert invoke["agreement_with_bundle"] == 1.0 and invoke["bad_request_status"] == 400

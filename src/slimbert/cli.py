@@ -56,11 +56,13 @@ app.add_typer(sbert_app, name="sbert")
 # One help text per option name: the names mean the same in every stage.
 HELP = {
     "model": "Base encoder: a folder, a hub id, or all-MiniLM-L6-v2 (shipped offline).",
-    "train": "Gold training set: a CSV/TSV/JSONL/Parquet file, tweets3:train, or hf:<id>[:split].",
+    "train": "Gold training set: a CSV/TSV/JSONL/Parquet file, a built-in such as "
+    "sentiment3:train or tweets3:train, or hf:<id>[:split].",
     "validation": "Validation set for early stopping (same forms as --train).",
     "extra_train": "More pair sets trained on together with --train, comma-separated "
     "(e.g. AugSBERT's silver.parquet beside the gold pairs).",
-    "data": "Dataset: a file, tweets3:<split>, tweets3-quick:<split> or hf:<id>[:split].",
+    "data": "Dataset: a file, a built-in <name>:<split> (tweets3, sst3, sentiment3, their "
+    "-quick profiles) or hf:<id>[:split].",
     "out": "Output folder (or file for eval); written atomically.",
     "head": "Classification head: linear (pooled output) or gru (frozen encoder + BiGRU).",
     "layers": "Keep only these encoder layers, e.g. 0,5 (a small student trained on gold).",
@@ -71,7 +73,7 @@ HELP = {
     "gold": "Mix this gold set into the silver set (rows use their true labels).",
     "loss": "hard: teacher's labels (paper); soft: KL on logits with temperature; mix: both.",
     "labels": "Label names in order, e.g. negative,neutral,positive (default: sorted found).",
-    "models": "Comma-separated model folders to compare.",
+    "models": "Comma-separated model folders to compare (vader: the lexicon baseline).",
     "pairs": "Scored pair sets for embedders: files, stsb:<split>, mrpc-target:<split>.",
     "names": "Row labels for the models, comma-separated (default: the folder names).",
     "limit": "Use only the first N rows (smoke runs).",
@@ -82,6 +84,11 @@ HELP = {
     "optimize": "Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimiser.",
     "quantize": "Also build a dynamic int8 model and keep it if it passes the quality gate.",
     "max_f1_drop": "Macro-F1 points int8 may lose before fp32 is kept instead.",
+    "max_behaviour_drop": "Behavioural-suite pass-rate points int8 may lose before fp32 is kept.",
+    "mask": "Mask topic carriers in the training text: mentions,hashtags,urls,brands.",
+    "sets": "More labelled sets, each scored on its own (other domains), e.g. sst3:test.",
+    "behaviour": "Run the behavioural suite (3-class sentiment): pass rate by capability.",
+    "baseline": "Add VADER, the lexicon baseline, as a row (3-class sentiment).",
     "max_spearman_drop": "Spearman points int8 may lose (embedders) before fp32 is kept.",
     "max_fp32_diff": "Largest allowed |ONNX fp32 - torch| output difference.",
     "gate_rows": "Validation rows used by the quality gate.",
@@ -597,9 +604,12 @@ def pipeline_summary(steps: list[Any]) -> str:
                         for spec, rho in m["spearman"].items():
                             rows.append((f"Spearman ×100 · {spec} · {m['name']}", f"{rho:.2f}"))
                         continue
-                    rows.append(
-                        (f"test macro-F1 · {m['model']} ({m['kind']})", f"{m['macro_f1']:.4f}")
-                    )
+                    who = f"{m['model']} ({m['kind']})"
+                    for spec, scores in (m.get("sets") or {"test": m}).items():
+                        rows.append((f"macro-F1 · {spec} · {who}", f"{scores['macro_f1']:.4f}"))
+                    if m.get("behaviour"):
+                        rate = 100 * m["behaviour"]["pass_rate"]
+                        rows.append((f"behavioural pass rate · {who}", f"{rate:.1f}%"))
             elif step.stage == "export":
                 man = read_json(Path(o.out) / "manifest.json")
                 size = man["files"][man["model_file"]]["bytes"] / 1e6

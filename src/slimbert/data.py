@@ -9,7 +9,8 @@ Specs accepted by :func:`load_texts`:
 - a file path: ``.csv``, ``.tsv``, ``.jsonl``/``.ndjson`` or ``.parquet`` (``format``
   overrides the suffix). CSV and TSV need a header row and use standard quoting;
 - ``tweets3:<split>`` / ``tweets3-quick:<split>``: a built-in dataset (see
-  :mod:`slimbert.datasets`);
+  :mod:`slimbert.datasets`); ``sst3``, ``sentiment3`` and ``sentiment3-quick`` (see
+  :mod:`slimbert.domains`);
 - ``hf:<dataset_id>[:<split>]``: a Hugging Face hub dataset (needs ``slimbert[hub]``).
 
 This module stays free of torch and pandas so that it is cheap to import.
@@ -149,9 +150,7 @@ def load_texts(
     if not path.is_file():
         hint = None
         if isinstance(spec, str) and ":" in spec and not path.exists():
-            from slimbert.datasets import BUILTINS
-
-            hint = f"built-in datasets are {', '.join(f'{n}:<split>' for n in BUILTINS)}"
+            hint = f"built-in datasets are {', '.join(f'{n}:<split>' for n in builtin_names())}"
         what = "is a directory, not a file" if path.is_dir() else "file not found"
         raise DataError(what, path=str(path), hint=hint)
     fmt = _format_of(path, format)
@@ -230,13 +229,19 @@ def _check_label_names(labels: Sequence[str] | None) -> tuple[str, ...] | None:
     return names
 
 
+def builtin_names() -> dict[str, str]:
+    """Every built-in dataset, name → description (tweets3 and the multi-domain sets)."""
+    from slimbert.datasets import BUILTINS
+    from slimbert.domains import BUILTINS as DOMAINS
+
+    return {**BUILTINS, **DOMAINS}
+
+
 def _builtin_spec(spec: str) -> tuple[str, str] | None:
     name, sep, split = spec.partition(":")
     if not sep:
         return None
-    from slimbert.datasets import BUILTINS
-
-    return (name, split) if name in BUILTINS else None
+    return (name, split) if name in builtin_names() else None
 
 
 def _format_of(path: Path, format: str | None) -> str:
@@ -263,9 +268,11 @@ def _load_builtin(
     require_labels: bool,
     data_dir: Path | None,
 ) -> TextSet:
-    from slimbert.datasets import load_builtin
+    from slimbert.datasets import BUILTINS, load_builtin
+    from slimbert.domains import load_domain_builtin
 
-    data = load_builtin(builtin[0], builtin[1], cache_dir=data_dir)
+    load = load_builtin if builtin[0] in BUILTINS else load_domain_builtin
+    data = load(builtin[0], builtin[1], cache_dir=data_dir)
     if require_labels and data.labels is None:
         raise DataError(
             f"{spec} has no labels (its labels are withheld)",

@@ -16,7 +16,7 @@ import numpy as np
 
 from slimbert.config import check
 from slimbert.errors import DataError
-from slimbert.finetune import REPORT_FILE, _Common, load_split
+from slimbert.finetune import REPORT_FILE, _Common, load_split, masked
 from slimbert.io import write_json
 
 
@@ -75,6 +75,7 @@ def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
         teacher_logits = np.concatenate(
             [logits, np.full((len(gold), logits.shape[1]), np.nan, dtype=np.float32)]
         )
+    train = masked(train, options)
     clf = TorchClassifier.build(
         options.student,
         silver.label_names,

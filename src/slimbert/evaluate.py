@@ -2,8 +2,11 @@
 
 The models' kind is detected from their folders, and one run compares models of one kind:
 
-* classifiers (a ``slimbert train``/``distill`` folder, or a classification bundle): macro-F1,
-  per-class precision/recall/F1, accuracy and confusion matrix on a labelled set;
+* classifiers (a ``slimbert train``/``distill`` folder, a classification bundle, or ``vader``,
+  the lexicon baseline): macro-F1, per-class precision/recall/F1, accuracy and confusion
+  matrix on a labelled set (``data``) and on each further set (``sets``: other domains, scored
+  one by one); for 3-class sentiment also the pass rate of the behavioural suite by capability
+  (:mod:`slimbert.behaviour`), and VADER as a baseline row (``baseline``);
 * sentence embedders (a sentence-transformers folder, or an embedding bundle): Spearman ×100
   of the cosine similarity of each pair against its gold score, on each pair set given
   (default: the STS benchmark test set and the MRPC target-domain test set).
@@ -51,6 +54,9 @@ class EvalOptions(Options):
     latency_samples: int = 200
     latency_threads: int = 1
     limit: int | None = None
+    sets: tuple[str, ...] = ()
+    behaviour: bool = True
+    baseline: bool = True
 
     def validate(self) -> None:
         check(len(self.models) > 0, "eval needs at least one model", hint="--models a,b")
@@ -107,8 +113,12 @@ def _time_calls(logits: Any, texts: list[str], samples: int) -> dict[str, float]
 
 
 def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
-    """A scorer for a torch classifier folder or an ONNX bundle, and facts for the table."""
+    """A scorer for a torch classifier folder, an ONNX bundle or ``vader``, and table facts."""
+    from slimbert import baselines
     from slimbert.models import META_FILE
+
+    if baselines.is_baseline(str(path)):
+        return baselines.VaderScorer(), baselines.facts()
 
     if (path / "manifest.json").is_file():
         from slimbert.runtime import load_bundle
@@ -175,64 +185,147 @@ def _save(options: EvalOptions, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
+def _labelled(options: EvalOptions, spec: str, label_names: Sequence[str]) -> Any:
     from slimbert.data import load_texts
-    from slimbert.metrics import classification_report
 
+    data = load_texts(
+        spec,
+        text_column=options.text_column,
+        label_column=options.label_column,
+        labels=label_names,
+        encoding=options.encoding,
+        require_labels=True,
+    )
+    if options.limit is not None and len(data) > options.limit:
+        data = data.subset(range(options.limit))
+    return data
+
+
+def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
+    from slimbert import baselines, behaviour
+    from slimbert.metrics import classification_report
+    from slimbert.scoring import softmax
+
+    models = list(dict.fromkeys(options.models))
     rows = []
-    data = None
-    for model in options.models:
+    sets: dict[str, Any] = {}
+    suite = None
+    queue = [(model, _load(Path(model), options.latency_threads)) for model in models[:1]]
+    names = tuple(queue[0][1][0].label_names)
+    for spec in dict.fromkeys((options.data, *options.sets)):
+        sets[spec] = _labelled(options, spec, names)
+    if options.behaviour and behaviour.applies_to(names):
+        suite = behaviour.load_suite()
+    if (
+        options.baseline
+        and names == baselines.LABEL_NAMES
+        and not any(baselines.is_baseline(m) for m in models)
+    ):
+        models.insert(0, baselines.NAME)  # the floor, listed first
+    for model in models:
         path = Path(model)
-        scorer, facts = _load(path, options.latency_threads)
-        if data is None:
-            data = load_texts(
-                options.data,
-                text_column=options.text_column,
-                label_column=options.label_column,
-                labels=scorer.label_names,
-                encoding=options.encoding,
-                require_labels=True,
-            )
-            if options.limit is not None and len(data) > options.limit:
-                data = data.subset(range(options.limit))
-        if tuple(scorer.label_names) != tuple(data.label_names):
+        if queue and queue[0][0] == model:
+            scorer, facts = queue.pop()[1]
+        else:
+            scorer, facts = _load(path, options.latency_threads)
+        if tuple(scorer.label_names) != tuple(next(iter(sets.values())).label_names):
             raise ModelError(
-                f"{path} predicts {scorer.label_names}, the data has {data.label_names}"
+                f"{path} predicts {scorer.label_names}, the data has "
+                f"{next(iter(sets.values())).label_names}"
             )
-        assert data.labels is not None
-        preds = _predict(scorer, data.texts, options.batch_size).argmax(axis=1)
-        rows.append(
-            {
-                "model": str(path),
-                **facts,
-                "latency_ms": _latency_ms(
-                    scorer, data.texts, options.latency_samples, options.latency_threads
-                ),
-                **classification_report(data.labels, preds, data.label_names),
-            }
-        )
-    return {"data": options.data, "rows": len(data) if data else 0, "models": rows}
+        scores = {}
+        for spec, data in sets.items():
+            preds = _predict(scorer, data.texts, options.batch_size).argmax(axis=1)
+            scores[spec] = classification_report(data.labels, preds, data.label_names)
+        first = next(iter(sets.values()))
+        row = {
+            "model": str(path),
+            **facts,
+            "latency_ms": _latency_ms(
+                scorer, first.texts, options.latency_samples, options.latency_threads
+            )
+            if not baselines.is_baseline(str(path))
+            else {},
+            **scores[options.data],
+            "sets": {spec: _brief(report) for spec, report in scores.items()},
+        }
+        if suite is not None:
+
+            def probabilities(texts: list[str], scorer: Any = scorer) -> np.ndarray:
+                return softmax(_predict(scorer, texts, options.batch_size))
+
+            row["behaviour"] = behaviour.run_suite(probabilities, scorer.label_names, suite)
+        rows.append(row)
+    return {
+        "data": options.data,
+        "rows": len(next(iter(sets.values()))) if sets else 0,
+        "sets": {spec: len(data) for spec, data in sets.items()},
+        "models": rows,
+    }
+
+
+def _brief(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in ("macro_f1", "accuracy") if k in report}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
     """The result of :func:`evaluate_models` as a Markdown table (a line of context first)."""
     if result.get("task") == "embedding":
         return _embedder_table(result)
+    specs = list(result.get("sets") or {result["data"]: result["rows"]})
+    sets = ", ".join(f"`{spec}` ({n} rows)" for spec, n in (result.get("sets") or {}).items())
+    has_suite = any("behaviour" in row for row in result["models"])
+    sets = sets or f"`{result['data']}` ({result['rows']} rows)"
     lines = [
-        f"Evaluated on `{result['data']}` ({result['rows']} rows); latency: batch 1, "
-        "single thread, after warm-up.",
+        f"Macro-F1 on {sets}"
+        + ("; behaviour: pass rate of the behavioural suite" if has_suite else "")
+        + "; latency: batch 1, single thread, after warm-up.",
         "",
-        "| model | kind | params (M) | weights (MB) | macro-F1 | accuracy | p50 ms | p95 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | kind | params (M) | weights (MB) | "
+        + " | ".join(specs)
+        + (" | behaviour" if has_suite else "")
+        + " | accuracy | p50 ms | p95 ms |",
+        "|---|---|---:|---:|"
+        + "---:|" * len(specs)
+        + ("---:|" if has_suite else "")
+        + "---:|---:|---:|",
     ]
     for row in result["models"]:
         lat = row["latency_ms"]
         params = f"{row['parameters'] / 1e6:.1f}" if row["parameters"] else "–"
+        per_set = row.get("sets") or {result["data"]: row}
+        f1 = " | ".join(f"{per_set[spec]['macro_f1']:.4f}" for spec in specs)
+        suite = ""
+        if has_suite:
+            b = row.get("behaviour")
+            suite = f" | {100 * b['pass_rate']:.1f}%" if b else " | –"
         lines.append(
             f"| {row['model']} | {row['kind']} | {params} | {row['size_mb']:.1f} "
-            f"| {row['macro_f1']:.4f} | {row['accuracy']:.4f} "
+            f"| {f1}{suite} | {row['accuracy']:.4f} "
             f"| {_ms(lat, 'p50')} | {_ms(lat, 'p95')} |"
         )
+    capabilities = _capability_table(result["models"])
+    return "\n".join(lines) + "\n" + (f"\n{capabilities}" if capabilities else "")
+
+
+def _capability_table(models: list[dict[str, Any]]) -> str:
+    """Pass rate per behavioural capability (rows) for each model (columns)."""
+    scored = [m for m in models if m.get("behaviour")]
+    if not scored:
+        return ""
+    caps = list(scored[0]["behaviour"]["capabilities"])
+    lines = [
+        "Behavioural suite: pass rate by capability (cases in brackets).",
+        "",
+        "| capability | " + " | ".join(Path(m["model"]).name or m["model"] for m in scored) + " |",
+        "|---|" + "---:|" * len(scored),
+    ]
+    for cap in caps:
+        n = scored[0]["behaviour"]["capabilities"][cap]["cases"]
+        cells = " | ".join(
+            f"{100 * m['behaviour']['capabilities'][cap]['pass_rate']:.1f}%" for m in scored
+        )
+        lines.append(f"| {cap} ({n}) | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -244,7 +337,11 @@ def _ms(latency: dict[str, float], key: str) -> str:
 # -- sentence embedders ------------------------------------------------------------------------
 def _model_kind(path: Path) -> str:
     """``classifier`` or ``embedder``, from the files a model folder holds (nothing is loaded)."""
+    from slimbert.baselines import is_baseline
     from slimbert.models import META_FILE
+
+    if is_baseline(str(path)):
+        return "classifier"
 
     if (path / "manifest.json").is_file():
         from slimbert.runtime.bundle import read_manifest

@@ -82,6 +82,7 @@ class ExportOptions(Options):
     optimize: bool = True
     quantize: bool = True
     max_f1_drop: float = 1.0
+    max_behaviour_drop: float = 2.0
     max_spearman_drop: float = 0.5
     max_fp32_diff: float = 1e-3
     normalize: bool | None = None
@@ -101,7 +102,7 @@ class ExportOptions(Options):
             f"max_length must be at least 8, got {self.max_length}",
         )
         check(self.max_fp32_diff > 0, f"max_fp32_diff must be positive, got {self.max_fp32_diff}")
-        for name in ("max_f1_drop", "max_spearman_drop"):
+        for name in ("max_f1_drop", "max_spearman_drop", "max_behaviour_drop"):
             # Negative thresholds are allowed: they force fp32 (int8 can never pass).
             check(math.isfinite(getattr(self, name)), f"{name} must be a finite number")
         check(self.out != self.model, "out must not be the model folder", hint="--out runs/bundle")
@@ -188,7 +189,14 @@ def export_model(options: ExportOptions) -> dict[str, Any]:
             log.info("no validation data: int8 cannot be gated, keeping fp32")
         fp32_gate = fp32_out[len(_PROBES) :]
         if source.task == "classification":
+            suite = None
+            if qint8_out is not None:
+                tick = time.perf_counter()
+                suite = _behaviour(source, [fp32, work / QINT8_FILE], tokenizer, pad_id)
+                timings["behaviour_s"] = time.perf_counter() - tick
             gate = _classification_gate(options, source, gate_data, fp32_gate, qint8_out, diff)
+            if suite is not None:
+                gate = _behaviour_gate(options, gate, *suite)
         else:
             gate = _embedding_gate(options, gate_data, fp32_gate, qint8_out, diff)
         variants = {
@@ -662,6 +670,44 @@ def _classification_gate(
         "macro_f1_drop_points": drop,
     }
     return _decide(gate, drop <= options.max_f1_drop, f"macro-F1 drops {drop:.2f} points")
+
+
+def _behaviour(
+    source: _Source, graphs: list[Path], tokenizer: Any, pad_id: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The behavioural suite's results for the fp32 and the int8 graph (3-class sentiment)."""
+    from slimbert import behaviour
+    from slimbert.scoring import softmax
+
+    if source.labels is None or not behaviour.applies_to(source.labels):
+        return None
+    cases = behaviour.load_suite()
+    results = []
+    for graph in graphs:
+        runner = _OnnxRunner(graph, tokenizer, pad_id)
+
+        def probabilities(texts: list[str], runner: _OnnxRunner = runner) -> np.ndarray:
+            return softmax(runner.run(texts))
+
+        results.append(behaviour.run_suite(probabilities, source.labels, cases))
+    return results[0], results[1]
+
+
+def _behaviour_gate(
+    options: ExportOptions, gate: dict[str, Any], fp32: dict[str, Any], qint8: dict[str, Any]
+) -> dict[str, Any]:
+    """int8 must also keep the behavioural pass rate within ``max_behaviour_drop`` points."""
+    drop = 100 * (fp32["pass_rate"] - qint8["pass_rate"])
+    gate["behaviour"] = {
+        "cases": fp32["cases"],
+        "fp32_pass_rate": fp32["pass_rate"],
+        "qint8_pass_rate": qint8["pass_rate"],
+        "drop_points": drop,
+        "threshold_points": options.max_behaviour_drop,
+    }
+    if gate.get("passed") and drop > options.max_behaviour_drop:
+        return _decide(gate, False, f"the behavioural pass rate drops {drop:.2f} points")
+    return gate
 
 
 def _embedding_gate(

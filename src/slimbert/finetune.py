@@ -35,8 +35,14 @@ class _Common(Options):
     bucket: bool = True
     seed: int = 13
     limit: int | None = None
+    # Topic-leakage controls for the training text (slimbert.masking): mentions, hashtags,
+    # urls, brands. Validation and test text stay as written.
+    mask: tuple[str, ...] = ()
 
     def validate(self) -> None:
+        from slimbert.masking import check_kinds
+
+        check_kinds(self.mask)
         check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
         check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         check(self.patience >= 1, f"patience must be at least 1, got {self.patience}")
@@ -81,12 +87,23 @@ def load_split(spec: str, opts: _Common, *, labels: tuple[str, ...] | None = Non
     return data
 
 
+def masked(data: Any, opts: _Common) -> Any:
+    """``data`` with the topic carriers of ``opts.mask`` masked (training text only)."""
+    import dataclasses
+
+    from slimbert.masking import mask_texts
+
+    if not opts.mask:
+        return data
+    return dataclasses.replace(data, texts=mask_texts(data.texts, opts.mask))
+
+
 def train_classifier(options: TrainOptions, reporter: Any = None) -> dict[str, Any]:
     """Fine-tune ``options.model`` on ``options.train``; returns the report it also saves."""
     from slimbert.models import TorchClassifier
     from slimbert.train import FitSettings, evaluate, fit
 
-    train = load_split(options.train, options)
+    train = masked(load_split(options.train, options), options)
     validation = load_split(options.validation, options, labels=train.label_names)
     clf = TorchClassifier.build(
         options.model,
