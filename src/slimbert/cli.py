@@ -86,6 +86,8 @@ HELP = {
     "max_f1_drop": "Macro-F1 points int8 may lose before fp32 is kept instead.",
     "max_behaviour_drop": "Behavioural-suite pass-rate points int8 may lose before fp32 is kept.",
     "mask": "Mask topic carriers in the training text: mentions,hashtags,urls,brands.",
+    "layer_decay": "Layer-wise lr decay: layer k below the head trains at lr × decay^k (1: off).",
+    "freeze_layers": "Freeze the embeddings (1) and the first N-1 transformer layers (N); 0: none.",
     "sets": "More labelled sets, each scored on its own (other domains), e.g. sst3:test.",
     "behaviour": "Run the behavioural suite (3-class sentiment): pass rate by capability.",
     "baseline": "Add VADER, the lexicon baseline, as a row (3-class sentiment).",

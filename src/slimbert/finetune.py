@@ -38,11 +38,17 @@ class _Common(Options):
     # Topic-leakage controls for the training text (slimbert.masking): mentions, hashtags,
     # urls, brands. Validation and test text stay as written.
     mask: tuple[str, ...] = ()
+    # Keep the pre-trained encoder's generality: layer-wise learning-rate decay (1: off) and
+    # frozen bottom (embeddings + the first freeze_layers - 1 transformer layers; 0: none).
+    layer_decay: float = 1.0
+    freeze_layers: int = 0
 
     def validate(self) -> None:
         from slimbert.masking import check_kinds
 
         check_kinds(self.mask)
+        check(0 < self.layer_decay <= 1, f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
         check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
         check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         check(self.patience >= 1, f"patience must be at least 1, got {self.patience}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,8 @@ class FitSettings:
     loss: LossMode = "hard"
     temperature: float = 2.0
     alpha: float = 0.5
+    layer_decay: float = 1.0
+    freeze_layers: int = 0
 
     @classmethod
     def from_options(cls, options: Any, **overrides: Any) -> FitSettings:
@@ -109,19 +112,53 @@ def evaluate(clf: TorchClassifier, data: TextSet, batch_size: int = 256) -> dict
     return classification_report(data.labels, preds, clf.label_names)
 
 
-def _optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def encoder_depth(name: str, num_layers: int) -> int:
+    """Where a parameter sits: 0 embeddings, 1..N transformer layer, N + 1 above (pooler, head)."""
+    if "embeddings" in name:
+        return 0
+    match = _LAYER.search(name)
+    return int(match.group(1)) + 1 if match else num_layers + 1
+
+
+def _optimizer(
+    module: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    *,
+    layer_decay: float = 1.0,
+    freeze_layers: int = 0,
+) -> torch.optim.Optimizer:
+    """AdamW; biases and LayerNorm weights are not decayed (BERT's original recipe).
+
+    ``layer_decay`` < 1 is layer-wise learning-rate decay (Howard & Ruder 2018; Sun et al.
+    2019): the head keeps ``lr``, layer k below it gets ``lr × layer_decay^k``, so the lower
+    layers, which hold general language, move least. ``freeze_layers`` = k freezes the
+    embeddings and the first k - 1 transformer layers outright (1: embeddings only).
+    """
+    depths = [encoder_depth(n, 10**6) for n, _ in module.named_parameters()]
+    num_layers = max((d for d in depths if d < 10**6 + 1), default=0)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
     for name, param in module.named_parameters():
+        depth = min(encoder_depth(name, num_layers), num_layers + 1)
+        if depth < freeze_layers:
+            param.requires_grad_(False)
         if not param.requires_grad:
             continue
-        # Biases and LayerNorm weights are not decayed (as in BERT's original recipe).
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=lr)
+        groups.setdefault((depth, param.ndim < 2 or "LayerNorm" in name), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "lr": lr * layer_decay ** (num_layers + 1 - depth),
+            }
+            for (depth, no_decay), params in sorted(groups.items())
+        ],
+        lr=lr,
+    )
 
 
 def optimizer_step(
@@ -175,7 +212,13 @@ def fit(
     )
     micro = settings.micro_batch_size or settings.batch_size
 
-    optimizer = _optimizer(clf.module, settings.lr, settings.weight_decay)
+    optimizer = _optimizer(
+        clf.module,
+        settings.lr,
+        settings.weight_decay,
+        layer_decay=settings.layer_decay,
+        freeze_layers=settings.freeze_layers,
+    )
     total_steps = max(1, len(sampler) * settings.epochs)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(settings.warmup_ratio * total_steps), total_steps
