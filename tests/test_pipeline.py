@@ -192,3 +192,15 @@ def test_builtin_similarity_pipelines_parse_and_share_steps() -> None:
     assert joint.model == paper["target-2l"].options.model  # type: ignore[attr-defined]
     quick = read_pipeline("sbert", profile="quick")
     assert quick[0].options.limit == 800  # type: ignore[attr-defined]
+
+
+def test_builtin_mpnet_pipeline_extends_the_demo() -> None:
+    steps = read_pipeline("sentiment-mpnet")
+    assert [s.stage for s in steps] == ["train", "label", "distill", "export", "eval"]
+    teacher, _, student, _, evaluation = steps
+    assert teacher.options.model == "all-mpnet-base-v2"  # type: ignore[attr-defined]
+    assert student.options.student_layers == (0, 5)  # type: ignore[attr-defined]
+    # The comparison reads the MiniLM teacher and student the `sentiment` pipeline wrote.
+    demo = {str(s.options.out) for s in read_pipeline("sentiment")}  # type: ignore[attr-defined]
+    assert {"runs/sentiment/teacher", "runs/sentiment/student-2l"} <= demo
+    assert set(evaluation.options.models[:2]) <= demo  # type: ignore[attr-defined]
