@@ -160,10 +160,24 @@ def _sizes() -> dict[str, Any]:
 
 
 def _eval() -> dict[str, Any]:
+    def sets(test: float, films: float) -> dict[str, Any]:
+        return {"tweets3:test": {"macro_f1": test}, "sst3:test": {"macro_f1": films}}
+
     return {
         "data": "tweets3:test",
         "rows": 300,
+        "sets": {"tweets3:test": 300, "sst3:test": 2210},
         "models": [
+            {
+                "model": "vader",
+                "kind": "lexicon",
+                "size_mb": 0.0,
+                "macro_f1": 0.4517,
+                "accuracy": 0.45,
+                "latency_ms": {},
+                "sets": sets(0.4517, 0.4761),
+                "behaviour": {"pass_rate": 0.822},
+            },
             {
                 "model": "runs/teacher",
                 "kind": "torch",
@@ -171,6 +185,8 @@ def _eval() -> dict[str, Any]:
                 "macro_f1": 0.7123,
                 "accuracy": 0.75,
                 "latency_ms": {"p50": 19.0},
+                "sets": sets(0.7123, 0.6146),
+                "behaviour": {"pass_rate": 0.808},
             },
             {
                 "model": "runs/bundle",
@@ -179,6 +195,8 @@ def _eval() -> dict[str, Any]:
                 "macro_f1": 0.6987,
                 "accuracy": 0.74,
                 "latency_ms": {"p50": 1.4},
+                "sets": sets(0.6987, 0.5999),
+                "behaviour": {"pass_rate": 0.79},
             },
         ],
     }
@@ -251,6 +269,10 @@ def test_report_has_every_section_plot_and_source(tree: dict[str, Path], full: d
 def test_key_figures_hold_the_latest_numbers(full: dict[str, Any]) -> None:
     key = full["key_figures"]
     assert "0.6987 vs 0.7123" in key  # student (bundle) vs teacher macro-F1
+    # Each further domain and the behavioural suite, with VADER as the floor.
+    assert "macro-F1 on `sst3:test`, student vs teacher vs VADER" in key
+    assert "0.5999 vs 0.6146 vs 0.4761" in key
+    assert "79.0% vs 80.8% vs 82.2%" in key
     assert "2.22×" in key and "1.11×" not in key  # sampler speed-up of the newer run
     assert "cheapest memory with p99 ≤ 100 ms" in key and "aws-lambda-x86_64" in key
     assert "(2025-02-01)" in key and "(student) vs" in key

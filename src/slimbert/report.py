@@ -879,6 +879,39 @@ def _eval_section(w: _Writer, found: Sequence[Source]) -> None:
 # -- key figures and the README -----------------------------------------------------------------
 
 
+def _domain_rows(
+    doc: Mapping[str, Any], student: Mapping[str, Any], teacher: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """Per-domain macro-F1 and the behavioural pass rate, student vs teacher vs VADER."""
+    vader = next((m for m in doc.get("models", []) if m.get("kind") == "lexicon"), None)
+    trio = [("student", student), ("teacher", teacher), ("VADER", vader)]
+    rows = []
+    for spec in doc.get("sets") or {}:
+        if spec == doc.get("data"):
+            continue  # the headline row above
+        values = [
+            (who, m["sets"][spec]["macro_f1"])
+            for who, m in trio
+            if m and spec in (m.get("sets") or {})
+        ]
+        if len(values) > 1:
+            rows.append(
+                (
+                    f"macro-F1 on `{spec}`, " + " vs ".join(who for who, _ in values),
+                    " vs ".join(f"{v:.4f}" for _, v in values),
+                )
+            )
+    rates = [(who, m["behaviour"]["pass_rate"]) for who, m in trio if m and m.get("behaviour")]
+    if len(rates) > 1:
+        rows.append(
+            (
+                "behavioural pass rate, " + " vs ".join(who for who, _ in rates),
+                " vs ".join(f"{100 * r:.1f}%" for _, r in rates),
+            )
+        )
+    return rows
+
+
 def key_figures(
     found: Mapping[str, list[Source]],
     runs: Sequence[LambdaRun],
@@ -893,6 +926,9 @@ def key_figures(
         if student and teacher:
             f1 = f"{_f(student.get('macro_f1'), '.4f')} vs {_f(teacher.get('macro_f1'), '.4f')}"
             rows.append(("macro-F1, student vs teacher", f1, s))
+            rows.extend(
+                (figure, value, s) for figure, value in _domain_rows(s.doc, student, teacher)
+            )
     # The x86_64 Lambda zip is the one the paper deploys; other packages are in the report.
     for r in sorted(found["sizes"], key=lambda r: "aws-lambda-x86_64" not in r.path.name)[:1]:
         model = _mib(_size_parts(r.doc).get("model", {}).get("unzipped_bytes"))
