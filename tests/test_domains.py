@@ -102,3 +102,14 @@ def test_vader_reads_compound_as_its_authors_do() -> None:
     # P(positive) rises with the compound score (the behavioural direction checks need it).
     c = vader.compound(texts)
     assert np.all(np.diff(logits[np.argsort(c), 2]) >= 0)
+
+
+@needs_sst
+def test_data_prepare_names_where_sst3_is_read_from() -> None:
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+
+    result = CliRunner().invoke(app, ["data", "prepare", "sst3"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "sst5" in result.output and "8,531" in result.output

@@ -658,12 +658,22 @@ def pipeline_summary(steps: list[Any]) -> str:
 @data_app.command("prepare")
 @user_errors
 def data_prepare(
-    name: str = typer.Argument("tweets3", help="Built-in dataset: tweets3 or tweets3-quick."),
+    name: str = typer.Argument(
+        "tweets3", help="Built-in dataset: tweets3, sst3, sentiment3 or a -quick profile."
+    ),
     cache_dir: Path | None = typer.Option(None, help="Where to write (default ~/.cache/slimbert)."),
 ) -> None:
     """Clean, deduplicate and split a built-in dataset (deterministic)."""
     from slimbert.datasets import prepare_builtin
+    from slimbert.domains import BUILTINS as DOMAINS
+    from slimbert.domains import sst_file
 
+    if name in DOMAINS:
+        # Read on demand from the shared data folder: nothing to prepare, but say where from.
+        out.print(f"{name}: {DOMAINS[name]}; read from {sst_file('train').parent}")
+        if name.startswith("sentiment3"):
+            prepare_builtin("tweets3-quick" if name.endswith("-quick") else "tweets3", cache_dir)
+        return
     folder = prepare_builtin(name, cache_dir)
     out.print(f"{name} → {folder}")
     out.print((folder / "manifest.json").read_text())
