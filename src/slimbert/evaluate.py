@@ -214,6 +214,7 @@ def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
     names = tuple(queue[0][1][0].label_names)
     for spec in dict.fromkeys((options.data, *options.sets)):
         sets[spec] = _labelled(options, spec, names)
+    primary = sets[options.data]
     if options.behaviour and behaviour.applies_to(names):
         suite = behaviour.load_suite()
     if (
@@ -228,21 +229,17 @@ def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
             scorer, facts = queue.pop()[1]
         else:
             scorer, facts = _load(path, options.latency_threads)
-        if tuple(scorer.label_names) != tuple(next(iter(sets.values())).label_names):
-            raise ModelError(
-                f"{path} predicts {scorer.label_names}, the data has "
-                f"{next(iter(sets.values())).label_names}"
-            )
+        if tuple(scorer.label_names) != tuple(primary.label_names):
+            raise ModelError(f"{path} predicts {scorer.label_names}, the data has {names}")
         scores = {}
         for spec, data in sets.items():
             preds = _predict(scorer, data.texts, options.batch_size).argmax(axis=1)
             scores[spec] = classification_report(data.labels, preds, data.label_names)
-        first = next(iter(sets.values()))
         row = {
             "model": str(path),
             **facts,
             "latency_ms": _latency_ms(
-                scorer, first.texts, options.latency_samples, options.latency_threads
+                scorer, primary.texts, options.latency_samples, options.latency_threads
             )
             if not baselines.is_baseline(str(path))
             else {},
@@ -258,7 +255,7 @@ def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
         rows.append(row)
     return {
         "data": options.data,
-        "rows": len(next(iter(sets.values()))) if sets else 0,
+        "rows": len(primary),
         "sets": {spec: len(data) for spec, data in sets.items()},
         "models": rows,
     }
