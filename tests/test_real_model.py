@@ -26,10 +26,15 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
     from slimbert.errors import SlimbertError
     from slimbert.lambda_local import find_python312
 
+    from slimbert.pairs import data_dir
+
     try:
         find_python312()
     except SlimbertError as exc:
         pytest.skip(f"the demo's last step runs the Lambda zip on Python 3.12: {exc}")
+    shared = data_dir(required=False)
+    if shared is None or not (shared / "sst5").is_dir():
+        pytest.skip("the demo's gold includes SST (sst5/ in ../shared/data or SLIMBERT_DATA_DIR)")
     monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path / "cache"))
     work = tmp_path / "work"
     result = CliRunner().invoke(
