@@ -25,7 +25,6 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
     from slimbert.cli import app
     from slimbert.errors import SlimbertError
     from slimbert.lambda_local import find_python312
-
     from slimbert.pairs import data_dir
 
     try:
