@@ -925,7 +925,13 @@ def key_figures(
         student, teacher = _eval_pair(s.doc)
         if student and teacher:
             f1 = f"{_f(student.get('macro_f1'), '.4f')} vs {_f(teacher.get('macro_f1'), '.4f')}"
-            rows.append(("macro-F1, student vs teacher", f1, s))
+            data = s.doc.get("data")
+            label = (
+                f"macro-F1 on `{data}`, student vs teacher"
+                if data
+                else "macro-F1, student vs teacher"
+            )
+            rows.append((label, f1, s))
             rows.extend(
                 (figure, value, s) for figure, value in _domain_rows(s.doc, student, teacher)
             )
