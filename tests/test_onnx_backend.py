@@ -63,7 +63,8 @@ def test_label_and_eval_with_the_onnx_bundle_match_torch(
             latency_samples=5,
         )
     )
-    torch_row, onnx_row = result["models"]
+    vader_row, torch_row, onnx_row = result["models"]  # VADER heads 3-class sentiment tables
+    assert vader_row["model"] == "vader"
     assert onnx_row["kind"].startswith("onnx-fp32")
     assert onnx_row["macro_f1"] == pytest.approx(torch_row["macro_f1"], abs=1e-9)
     assert onnx_row["confusion_matrix"] == torch_row["confusion_matrix"]
