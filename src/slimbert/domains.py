@@ -17,7 +17,7 @@ than sentiment. Two built-ins fix what it is trained and judged on:
 
 Row ids say where a row came from: ``t<N>`` (tweets3, the source file's data row) and
 ``sst-<split>-<line>`` (the treebank file's 1-based line). Nothing is cached: the treebank is
-small and reading it takes milliseconds.
+small (measured: train 181 ms, which reads the later splits too to drop repeats; test 38 ms).
 """
 
 from __future__ import annotations

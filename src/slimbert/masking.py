@@ -4,7 +4,8 @@ In tweets3 the labels follow the topics: most ``@united`` tweets are complaints,
 ``#Coachella2015`` tweets are neutral line-up news. A model trained on them learns "airline →
 negative", which is wrong on every other domain. Masking the carriers of topic in the
 *training* text takes that shortcut away, so the model has to read the words that carry
-sentiment. Each kind is measured on its own in docs/results.md:
+sentiment. The four kinds together were measured in docs/sentiment.md (each on its own: not
+yet):
 
 * ``mentions``: ``@united`` → ``@user`` (the convention of TweetEval, Barbieri et al. 2020);
 * ``hashtags``: ``#DeflateGate`` → ``#tag``: a hashtag names a topic far more often than a

@@ -138,11 +138,11 @@ def _optimizer(
     layers, which hold general language, move least. ``freeze_layers`` = k freezes the
     embeddings and the first k - 1 transformer layers outright (1: embeddings only).
     """
-    depths = [encoder_depth(n, 10**6) for n, _ in module.named_parameters()]
-    num_layers = max((d for d in depths if d < 10**6 + 1), default=0)
+    names = [name for name, _ in module.named_parameters()]
+    num_layers = max((int(m.group(1)) + 1 for n in names if (m := _LAYER.search(n))), default=0)
     groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
     for name, param in module.named_parameters():
-        depth = min(encoder_depth(name, num_layers), num_layers + 1)
+        depth = encoder_depth(name, num_layers)
         if depth < freeze_layers:
             param.requires_grad_(False)
         if not param.requires_grad:
