@@ -42,6 +42,9 @@ class _Common(Options):
     # frozen bottom (embeddings + the first freeze_layers - 1 transformer layers; 0: none).
     layer_decay: float = 1.0
     freeze_layers: int = 0
+    # Robustness to misspelt input (slimbert.noise): the share of training words given a
+    # fresh random typo every epoch (0: off).
+    typos: float = 0.0
 
     def validate(self) -> None:
         from slimbert.masking import check_kinds
@@ -49,6 +52,7 @@ class _Common(Options):
         check_kinds(self.mask)
         check(0 < self.layer_decay <= 1, f"layer_decay must be in (0, 1], got {self.layer_decay}")
         check(self.freeze_layers >= 0, "freeze_layers must be >= 0")
+        check(0 <= self.typos < 1, f"typos must be in [0, 1), got {self.typos}")
         check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
         check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         check(self.patience >= 1, f"patience must be at least 1, got {self.patience}")

@@ -26,6 +26,7 @@ from slimbert.data import TextSet
 from slimbert.losses import LossMode, distill_loss
 from slimbert.metrics import classification_report
 from slimbert.models import TorchClassifier
+from slimbert.noise import typo_noise
 from slimbert.sampler import BalancedBucketSampler, padding_waste
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class FitSettings:
     alpha: float = 0.5
     layer_decay: float = 1.0
     freeze_layers: int = 0
+    typos: float = 0.0
 
     @classmethod
     def from_options(cls, options: Any, **overrides: Any) -> FitSettings:
@@ -230,6 +232,11 @@ def fit(
     for epoch in range(1, settings.epochs + 1):
         sampler.set_epoch(epoch)
         batches = list(sampler)
+        if settings.typos > 0:
+            # Fresh misspellings every epoch; the buckets keep the clean lengths (a typo
+            # moves a text's length by a token or two).
+            noisy = typo_noise(train.texts, settings.typos, seed=settings.seed * 1000 + epoch)
+            features = clf.encode(noisy)
         reporter.epoch_started(epoch, len(batches))
         clf.module.train()
         epoch_start = time.perf_counter()
