@@ -202,7 +202,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
         return rho
 
     def save() -> None:
-        with atomic_dir(options.out) as tmp:
+        with atomic_dir(options.out, kind="cross-encoder") as tmp:
             ce.save(str(tmp), safe_serialization=True)
 
     result = train_with_evals(
@@ -374,8 +374,13 @@ def augment(
     *,
     scorer: PairScorer | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Mine, score (resumably) and balance; returns the report also written to the folder."""
+    """Mine, score (resumably) and balance; returns the report also written to the folder.
+
+    A folder of another plan is refused, or with ``overwrite`` replaced once the new one is
+    complete (built beside it, see :meth:`ShardFolder.for_plan`).
+    """
     started = time.perf_counter()
     out = options.out
     folder = _folder(out)
@@ -416,9 +421,10 @@ def augment(
         "shard_size": options.shard_size,
     }
     n, n_shards = len(first), math.ceil(len(first) / options.shard_size)
-    with folder.exclusive():
-        manifest = folder.start(plan, n_shards)
-        _write_table(out / CANDIDATES, {"sentence1": first, "sentence2": second, "bm25": bm25})
+    with folder.writing(plan, overwrite=overwrite) as work:
+        where = work.out  # options.out, or the sibling swapped in at the end
+        manifest = work.start(plan, n_shards)
+        _write_table(where / CANDIDATES, {"sentence1": first, "sentence2": second, "bm25": bm25})
         done: dict[str, Any] = manifest["done"]
         resumed = len(done)
         finished = sum(int(e["rows"]) for e in done.values())
@@ -443,7 +449,7 @@ def augment(
                 if progress is not None:
                     progress(finished, n)
             _write_table(
-                out / name,
+                where / name,
                 {
                     "pair": np.arange(lo, hi, dtype=np.int64),
                     "sentence1": first[lo:hi],
@@ -452,12 +458,12 @@ def augment(
                     "score": scores,
                 },
             )
-            folder.record(manifest, index, hi - lo)
+            work.record(manifest, index, hi - lo)
             scored_now += hi - lo
-        folder.finish(manifest)
+        work.finish(manifest)
         scored_at = time.perf_counter()
 
-        all_scores = read_scores(out)
+        all_scores = read_scores(where)
         keep, bins = balance(
             all_scores,
             options.bins,
@@ -467,7 +473,7 @@ def augment(
             seed=options.seed,
         )
         _write_table(
-            out / SILVER,
+            where / SILVER,
             {
                 "sentence1": [first[i] for i in keep],
                 "sentence2": [second[i] for i in keep],
@@ -498,7 +504,8 @@ def augment(
             },
             "silver_file": str(out / SILVER),
         }
-        write_json(out / REPORT, report)
+        write_json(where / REPORT, report)
+        work.publish(folder)
     log.info("silver pairs: %d of %d candidates → %s", len(keep), n, out / SILVER)
     return report
 

@@ -212,10 +212,28 @@ def stage_command(
                 )
             )
 
+        from slimbert.pipeline import OUTPUT_KINDS, overwrite_outputs
+
+        if cls.stage in OUTPUT_KINDS:  # a stage that writes an output folder: --overwrite
+            params.append(
+                inspect.Parameter(
+                    "overwrite",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(
+                        False,
+                        "--overwrite",
+                        help="Replace an existing --out of the same kind that slimbert wrote "
+                        "(kept until the new one is complete). Never replaces other files.",
+                    ),
+                    annotation=bool,
+                )
+            )
+
         @user_errors
         def command(**kwargs: Any) -> None:
             config = kwargs.pop("config")
-            run(build_options(cls, config, kwargs))
+            with overwrite_outputs(bool(kwargs.pop("overwrite", False))):
+                run(build_options(cls, config, kwargs))
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__name__ = name

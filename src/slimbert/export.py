@@ -812,7 +812,7 @@ def _write_bundle(
     initializers = {t.name for t in graph.graph.initializer}
     opset = next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="bundle") as tmp:
         os.replace(model, tmp / model.name)
         shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
         files = {

@@ -144,7 +144,7 @@ def write_index(
     unit = normalize(vectors)
     stored = unit.astype(np.float16 if dtype == "float16" else np.float32)
     params = {**USEARCH_DEFAULTS, **(usearch or {})}
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="index") as tmp:
         with open(tmp / VECTORS_FILE, "wb") as fh:
             np.save(fh, stored, allow_pickle=False)
         write_json(tmp / IDS_FILE, list(ids))

@@ -11,8 +11,9 @@ is resumable:
   ``manifest.json``, so a kill at any moment loses at most the shard in progress;
 * a rerun with the same plan (data, teacher, label names, shard size, row order) verifies the
   finished shards by sha256 and labels only the rest; a damaged shard is relabelled; a folder
-  holding a different plan is refused rather than overwritten (the folder mechanics are
-  :mod:`slimbert.shards`, shared with `augment`).
+  holding a different plan is refused rather than overwritten, or with ``overwrite`` replaced
+  once the new set is complete (the folder mechanics are :mod:`slimbert.shards`, shared with
+  `augment`).
 
 :func:`read_silver` gives the set back in source row order for distillation.
 """
@@ -123,11 +124,14 @@ def label_corpus(
     *,
     scorer: Scorer | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> LabelResult:
     """Label ``options.data`` with the teacher into Parquet shards under ``options.out``.
 
     Resumes a run that was stopped, as long as the plan is the same; ``progress(done, total)``
-    is called once at the start (with the rows of resumed shards) and after every batch.
+    is called once at the start (with the rows of resumed shards) and after every batch. A
+    folder of another plan is refused, or with ``overwrite`` replaced once the new set is
+    complete (labelled beside it, see :meth:`ShardFolder.for_plan`).
     """
     started = time.perf_counter()
     out = options.out
@@ -139,7 +143,7 @@ def label_corpus(
     # Refuse a folder of another labelling now, before the minutes of loading the teacher and
     # tokenising the pool; label names and row order are compared once they are known.
     existing = folder.read_manifest()
-    if existing is not None:
+    if existing is not None and not overwrite:
         folder.refuse_other_plan(existing["plan"], plan, only_new_keys=True)
     if scorer is None:
         scorer = _load_teacher(options)
@@ -154,9 +158,9 @@ def label_corpus(
     plan["order_sha256"] = hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
     n_shards = math.ceil(n / options.shard_size)
 
-    with folder.exclusive():
+    with folder.writing(plan, overwrite=overwrite) as work:
         # Informational: the options of the latest run (batch_size may change between resumes).
-        manifest = folder.start(plan, n_shards, options=options.to_dict())
+        manifest = work.start(plan, n_shards, options=options.to_dict())
         done: dict[str, Any] = manifest["done"]
         resumed = len(done)
         finished = sum(int(entry["rows"]) for entry in done.values())
@@ -177,14 +181,15 @@ def label_corpus(
                 continue
             rows = order[index * options.shard_size : (index + 1) * options.shard_size]
             shard_counts = _label_shard(
-                scorer, pool, rows, label_names, options.batch_size, out / name, on_batch
+                scorer, pool, rows, label_names, options.batch_size, work.out / name, on_batch
             )
-            folder.record(manifest, index, len(rows), label_counts=shard_counts)
+            work.record(manifest, index, len(rows), label_counts=shard_counts)
             labelled += len(rows)
             log.debug("wrote %s (%d rows)", name, len(rows))
 
         counts = _sum_counts(done.values(), label_names)
-        folder.finish(manifest, label_counts=counts)
+        work.finish(manifest, label_counts=counts)
+        work.publish(folder)
 
     seconds = time.perf_counter() - started
     rate = labelled / seconds if labelled and seconds > 0 else 0.0

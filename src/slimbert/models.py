@@ -212,7 +212,7 @@ class TorchClassifier:
     def save(self, out: str | Path) -> Path:
         """Write the model atomically: into a temporary folder, renamed over ``out``."""
         out = Path(out)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, kind="classifier") as tmp:
             if isinstance(self.module, GRUHead):
                 from safetensors.torch import save_file
 

@@ -8,17 +8,26 @@ A step writes ``<out>.step.json`` beside its output when it finishes, holding a 
 hash of its options and of the stamps (or sizes and times) of its inputs. A step whose stamp
 matches is current and skipped; changing an option or re-running an upstream step makes it
 stale.
+
+Outputs are never deleted to make room: before a step runs, its ``out`` is claimed
+(:func:`slimbert.io.claim_output`): a file, a folder slimbert did not write, or an output of
+another kind is refused. An output of the step's own kind is replaced only when overwriting is
+allowed: in a pipeline run (``slimbert run``: a stale step remakes its output) or with
+``--overwrite`` on a single command. Resumable stages (``label``, ``augment``) keep their
+finished shards whenever the plan matches; with another plan they refuse, or with overwriting
+allowed build the new folder beside the old one and swap it in when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
-import shutil
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,10 +37,36 @@ import yaml
 
 from slimbert.config import Options
 from slimbert.errors import ConfigError
-from slimbert.io import read_json, write_json
+from slimbert.io import claim_output, read_json, write_json
 
 log = logging.getLogger(__name__)
 STAMP_SUFFIX = ".step.json"
+# The stages that write an output folder, and its kind (a key of slimbert.io.OUTPUT_KINDS).
+OUTPUT_KINDS = {
+    "train": "classifier",
+    "distill": "classifier",
+    "label": "silver set",
+    "cross-encoder": "cross-encoder",
+    "augment": "augment folder",
+    "export": "bundle",
+    "index-build": "index",
+    "sbert-train": "sentence-transformer",
+}
+# Set by the single-stage commands (--overwrite); None: a pipeline run (stale steps remake).
+_OVERWRITE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "slimbert_overwrite", default=None
+)
+
+
+@contextlib.contextmanager
+def overwrite_outputs(allowed: bool) -> Iterator[None]:
+    """Within the block, :func:`run_pipeline` replaces an output of a step's own kind only when
+    ``allowed`` (what a single command's ``--overwrite`` sets)."""
+    token = _OVERWRITE.set(allowed)
+    try:
+        yield
+    finally:
+        _OVERWRITE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -39,9 +74,9 @@ class Stage:
     options: type[Options]
     run: Callable[..., Any]
     outputs: Callable[[Any], Path]
-    # Resumable stages refuse to mix runs in one folder; when the pipeline itself made a now
-    # stale output, it clears it first (an interrupted run has no stamp and still resumes).
-    clear_stale: bool = False
+    # Resumable stages keep finished shards of the same plan and take ``overwrite=`` to build
+    # a folder of another plan beside the old one (swapped in when complete).
+    resumable: bool = False
 
 
 def stages() -> dict[str, Stage]:
@@ -60,9 +95,9 @@ def stages() -> dict[str, Stage]:
 
     return {
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
-        "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), clear_stale=True),
+        "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), resumable=True),
         "cross-encoder": Stage(CrossEncoderOptions, train_cross_encoder, lambda o: Path(o.out)),
-        "augment": Stage(AugmentOptions, augment, lambda o: Path(o.out), clear_stale=True),
+        "augment": Stage(AugmentOptions, augment, lambda o: Path(o.out), resumable=True),
         "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
         "export": Stage(ExportOptions, export_model, lambda o: Path(o.out)),
         "package": Stage(PackageOptions, build_package, lambda o: Path(o.out)),
@@ -225,9 +260,18 @@ def run_pipeline(
     force: bool = False,
     hooks: Mapping[str, Callable[[Step], dict[str, Any]]] | None = None,
     on_step: Callable[[Step, str], None] | None = None,
+    overwrite: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the steps in order. ``hooks[stage](step)`` supplies extra kwargs (progress UIs)."""
+    """Run the steps in order. ``hooks[stage](step)`` supplies extra kwargs (progress UIs).
+
+    ``overwrite``: whether a step may replace an existing output of its own kind; None takes
+    :func:`overwrite_outputs`' setting, and outside one, True (a pipeline remakes its stale
+    outputs). Foreign content at an ``out`` is refused either way, before anything runs.
+    """
     known = stages()
+    if overwrite is None:
+        overwrite = _OVERWRITE.get()
+    replace = True if overwrite is None else overwrite
     summary: list[dict[str, Any]] = []
     current = plan(steps) if not force else [False] * len(steps)
     for step, is_fresh in zip(steps, current, strict=True):
@@ -242,13 +286,15 @@ def run_pipeline(
         if on_step:
             on_step(step, "running")
         started = time.perf_counter()
-        stamp = _stamp_path(out)
-        if stamp.is_file():
-            stamp.unlink()
-            if stage.clear_stale and out.is_dir():
-                log.info("step %s: clearing its stale output %s", step.name, out)
-                shutil.rmtree(out)
+        kind = OUTPUT_KINDS.get(step.stage)
+        if kind is not None:
+            # A resumable stage decides by its plan (resume, refuse, or build beside and swap).
+            claim_output(out, kind, replace=replace or stage.resumable)
+        # The output is not current while the step runs; the output itself is left alone.
+        _stamp_path(out).unlink(missing_ok=True)
         extra = hooks[step.stage](step) if hooks and step.stage in hooks else {}
+        if stage.resumable:
+            extra["overwrite"] = replace
         result = stage.run(step.options, **extra)
         seconds = time.perf_counter() - started
         write_json(

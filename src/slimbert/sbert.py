@@ -373,5 +373,5 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
 
 
 def _save(st: Any, out: Path) -> None:
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="sentence-transformer") as tmp:
         st.save(str(tmp), safe_serialization=True)

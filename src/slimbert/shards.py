@@ -9,7 +9,9 @@ same kind of folder:
 * the manifest holds the *plan* (data digest, model fingerprint, shard size, ...): a rerun with
   the same plan verifies the finished shards and scores only the rest, a damaged shard is
   scored again, and a folder holding another plan, or something else entirely, is refused
-  rather than overwritten;
+  rather than overwritten; with ``overwrite`` a folder of another plan is replaced, but only
+  once the new one is complete: it is built in a hidden sibling (``.<name>.next``, itself
+  resumable) and swapped in, so a finished folder is never deleted to make room;
 * an advisory lock keeps two runs from writing one folder.
 
 What goes into a shard is each stage's business; this module owns the folder.
@@ -18,15 +20,17 @@ What goes into a shard is each stage's business; this module owns the folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slimbert.errors import SlimbertError
-from slimbert.io import read_json, sha256_file, write_json
+from slimbert.io import read_json, replace_dir, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +141,66 @@ class ShardFolder:
             )
         return manifest
 
+    def plan_differences(
+        self, old: dict[str, Any], new: dict[str, Any], *, only_new_keys: bool = False
+    ) -> list[str]:
+        """The words naming what differs between two plans (empty: the same plan)."""
+        keys = new.keys() if only_new_keys else new.keys() | old.keys()
+        return sorted({self.plan_words.get(k, k) for k in keys if new.get(k) != old.get(k)})
+
     def refuse_other_plan(
         self, old: dict[str, Any], new: dict[str, Any], *, only_new_keys: bool = False
     ) -> None:
         """Refuse when the plans differ; ``only_new_keys`` compares only the keys known so far
         (an early check before the expensive part of the plan is computed)."""
-        keys = new.keys() if only_new_keys else new.keys() | old.keys()
-        words = {self.plan_words.get(key, key) for key in keys if new.get(key) != old.get(key)}
+        words = self.plan_differences(old, new, only_new_keys=only_new_keys)
         if words:
             raise SlimbertError(
-                f"{self.out} holds a different {self.work} (it differs in: "
-                f"{', '.join(sorted(words))})",
-                hint=f"pass a new --out, or delete the folder to run `{self.command}` afresh",
+                f"{self.out} holds a different {self.work} (it differs in: {', '.join(words)})",
+                hint=f"pass a new --out, or --overwrite to replace it (the old {self.kind} "
+                "stays until the new one is complete)",
             )
 
+    def for_plan(self, plan: dict[str, Any], *, overwrite: bool) -> ShardFolder:
+        """The folder a run of ``plan`` writes: this one when it is new or holds the same plan
+        (resumed), else (only with ``overwrite``) the hidden sibling that :meth:`publish`
+        swaps in once complete. Never deletes a folder of this kind's finished work; an
+        abandoned sibling of yet another plan is cleared."""
+        self.refuse_foreign()
+        existing = self.read_manifest()
+        if existing is None or not self.plan_differences(existing["plan"], plan):
+            return self
+        if not overwrite:
+            self.refuse_other_plan(existing["plan"], plan)
+        staging = dataclasses.replace(self, out=self.out.with_name(f".{self.out.name}.next"))
+        staging.refuse_foreign()
+        left = staging.read_manifest()
+        if left is not None and staging.plan_differences(left["plan"], plan):
+            log.info("clearing %s, an unfinished replacement of another plan", staging.out)
+            shutil.rmtree(staging.out)
+        log.info("%s holds another plan; building the new one in %s", self.out, staging.out)
+        return staging
+
+    def publish(self, target: ShardFolder) -> None:
+        """Swap this finished folder in at ``target.out`` (no-op when they are the same); the
+        old folder is deleted only once the new one is in place."""
+        if self.out == target.out:
+            return
+        replace_dir(self.out, target.out)
+
     # -- during a run ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, plan: dict[str, Any], *, overwrite: bool) -> Iterator[ShardFolder]:
+        """Lock this folder and yield the folder a run of ``plan`` writes (:meth:`for_plan`),
+        locked too; the caller starts, records, finishes and publishes it."""
+        with self.exclusive():
+            work = self.for_plan(plan, overwrite=overwrite)
+            if work.out == self.out:
+                yield work
+                return
+            with work.exclusive():
+                yield work
+
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold an advisory lock on the folder so two runs never write (or clean) it at once;
