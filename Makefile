@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-quick sbert sbert-paper mpnet test test-all lint bench clean
+.PHONY: demo demo-quick sbert sbert-paper mpnet test test-all lint bench audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,25 @@ bench: $(STAMP)
 	$(BIN)/slimbert cost --results $$(ls -d bench/results/*/lambda.json | tail -1) \
 		--platform all --out $$(dirname $$(ls -d bench/results/*/lambda.json | tail -1))/cost
 	$(BIN)/slimbert report --readme README.md --inputs $(DEMO)
+
+## Known vulnerabilities in every locked wheel (the Lambda zips' and the GCP closure) by
+## pip-audit, installed once in $(VENV)/audit. Where this machine cannot reach the advisory
+## data (pip-audit then finds no package), it says so and exits 0: nothing was audited.
+AUDIT := $(VENV)/audit/bin
+LOCKS := $(sort $(wildcard src/slimbert/templates/requirements-*.lock))
+audit: $(STAMP)
+	@test -x $(AUDIT)/pip-audit || { $(PYTHON) -m venv $(VENV)/audit && \
+		$(AUDIT)/pip install --quiet pip-audit; } || { echo "audit not run: pip-audit could \
+	not be installed (no package registry?)"; exit 0; }
+	@for lock in $(LOCKS); do \
+		$(AUDIT)/pip-audit --strict --progress-spinner off --disable-pip --require-hashes \
+			-r $$lock > $(VENV)/audit/last.txt 2>&1; rc=$$?; \
+		if [ $$rc -eq 0 ]; then echo "$$lock: no known vulnerabilities"; \
+		elif grep -q "could not be audited" $(VENV)/audit/last.txt; then \
+			echo "audit not run for $$lock: the advisory data is unreachable from here"; \
+			grep -m1 "could not be audited" $(VENV)/audit/last.txt; \
+		else cat $(VENV)/audit/last.txt; exit $$rc; fi; \
+	done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,9 @@ fixtures here are session-scoped and reused by ``test_lambda_local.py``.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -140,7 +142,7 @@ def test_zip_is_stripped(lambda_package: tuple[Path, dict[str, Any]]) -> None:
         names = zf.namelist()
     files = [n for n in names if not n.endswith("/")]
     for gone in ("/tests/", "/include/", "numpy/f2py/", "numpy/testing/"):
-        assert not [n for n in names if gone in f"/{n}"], gone
+        assert not [n for n in names if gone in f"/{n}" and "/licenses/" not in n], gone
     for gone in ("transformers", "tools", "quantization", "datasets", "training", "backend"):
         assert not [n for n in names if n.startswith(f"onnxruntime/{gone}/")], gone
     assert not [n for n in files if n.endswith((".pyi", ".pxd", ".h", ".a"))]
@@ -151,8 +153,13 @@ def test_zip_is_stripped(lambda_package: tuple[Path, dict[str, Any]]) -> None:
         assert name.endswith(".cpython-312.pyc"), pyc
         assert f"{folder}/{name.split('.')[0]}.py".lstrip("/") in sources, pyc
     assert not [n for n in files if "libonnxruntime.so" in n or "_multiarray_tests" in n]
-    metadata = [n for n in files if ".dist-info/" in n]
-    assert metadata and all("licenses/" in n or "LICENSE" in n for n in metadata)
+    metadata = [n.split("/", 1)[1] for n in files if ".dist-info/" in n]
+    assert metadata and all(
+        n in ("METADATA", "RECORD", "WHEEL")
+        or n.startswith(("licenses/", "sboms/"))
+        or "LICEN" in n
+        for n in metadata
+    )
     expected = {
         "slimbert/__init__.py",
         "slimbert/errors.py",
@@ -308,11 +315,8 @@ def test_gcp_folder(gcp_package: Path, tiny_bundle: Path) -> None:
     assert "from slimbert.runtime.handler import gcp_handler" in main
     assert "def predict(request)" in main and "return gcp_handler(request)" in main
     compile(main, "main.py", "exec")
-    requirements = (gcp_package / "requirements.txt").read_text().split()
-    assert requirements == sorted(
-        [f"{n}=={v}" for n, v in RUNTIME_PINS.items()]
-        + [f"functions-framework=={pkg.FUNCTIONS_FRAMEWORK_PIN}"]
-    )
+    requirements = (gcp_package / "requirements.txt").read_text()
+    assert requirements == pkg.gcp_lock_path().read_text()  # pins and hashes: see below
     for name in ("manifest.json", "model_fp32.onnx", "tokenizer.json"):
         assert sha256(gcp_package / "bundle" / name) == sha256(tiny_bundle / name)
     assert (gcp_package / "slimbert" / "runtime" / "handler.py").is_file()
@@ -322,3 +326,125 @@ def test_gcp_folder(gcp_package: Path, tiny_bundle: Path) -> None:
     # Rebuilding replaces the folder in one step and leaves no temporary folder behind.
     build_package(PackageOptions(bundle=tiny_bundle, out=gcp_package.parent, target="gcp-function"))
     assert sorted(p.name for p in gcp_package.parent.iterdir() if p.name.startswith(".")) == []
+
+
+# -- supply chain: what a scanner finds -------------------------------------------------------
+
+
+def test_zip_lists_metadata_for_every_vendored_distribution(
+    lambda_package: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    zip_path, _ = lambda_package
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(tmp_path)
+    found = {
+        d.metadata["Name"].lower(): d
+        for d in importlib.metadata.distributions(path=[str(tmp_path)])
+    }
+    assert {n: d.version for n, d in found.items()} == RUNTIME_PINS
+    for dist in found.values():
+        assert dist.read_text("RECORD") and dist.read_text("WHEEL")
+        assert dist.files and any(str(f).endswith(".py") for f in dist.files)
+    # Licence texts ship, those that sit under a stripped include/ folder too.
+    libdivide = "numpy-2.4.6.dist-info/licenses/numpy/_core/include/numpy/libdivide/LICENSE.txt"
+    assert (tmp_path / libdivide).is_file()
+    assert list(tmp_path.glob("tokenizers-*.dist-info/sboms/*.json"))  # its Rust crates
+    assert not list(tmp_path.glob("*.dist-info/entry_points.txt"))
+
+
+def test_sbom_names_each_distribution_with_version_and_hash(
+    lambda_package: tuple[Path, dict[str, Any]],
+) -> None:
+    zip_path, report = lambda_package
+    bom = json.loads(zip_path.with_name("slimbert-aws-lambda-x86_64.cdx.json").read_text())
+    assert (bom["bomFormat"], bom["specVersion"], bom["version"]) == ("CycloneDX", "1.5", 1)
+    assert re.fullmatch(
+        r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        bom["serialNumber"],
+    )
+    app = bom["metadata"]["component"]
+    assert app["hashes"] == [{"alg": "SHA-256", "content": report["sha256"]}]
+    libraries = {c["name"].lower(): c for c in bom["components"] if c["type"] == "library"}
+    lock = read_lock("x86_64")
+    for name, version in RUNTIME_PINS.items():
+        component = libraries[name]
+        assert component["version"] == version
+        assert component["purl"].startswith(f"pkg:pypi/{name}@{version}?file_name={name}-")
+        (digest,) = component["hashes"]
+        assert digest["alg"] == "SHA-256" and digest["content"] in lock[name][1]
+        assert component.get("licenses"), name
+    assert libraries["slimbert"]["version"]
+    (model,) = [c for c in bom["components"] if c["type"] == "machine-learning-model"]
+    assert re.fullmatch(r"[0-9a-f]{64}", model["hashes"][0]["content"])
+    refs = [c["bom-ref"] for c in bom["components"]]
+    assert len(set(refs)) == len(refs)
+    assert {d["ref"] for d in bom["dependencies"]} == {*refs, app["bom-ref"]}
+
+
+def test_gcp_requirements_pin_the_whole_closure_with_hashes(
+    gcp_package: Path, wheel_cache: Path
+) -> None:
+    text = (gcp_package / "requirements.txt").read_text().replace("\\\n", " ")
+    lines = [line.split("#", 1)[0].split() for line in text.splitlines()]
+    pinned: dict[str, str] = {}
+    for requirement, *options in [line for line in lines if line]:
+        name, equals, version = requirement.partition("==")
+        assert equals and re.fullmatch(r"[a-z0-9.-]+", name) and version, requirement
+        assert options and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o) for o in options)
+        pinned[name] = version
+    assert {n: pinned.get(n) for n in pkg.gcp_pins()} == pkg.gcp_pins()
+    # Closed under dependencies, judged offline for the runtime wheels in the cache: each one
+    # a Python 3.12 on Linux needs is pinned (pip --require-hashes refuses anything unpinned).
+    from packaging.requirements import Requirement
+
+    where = {
+        "python_version": "3.12",
+        "python_full_version": "3.12.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "extra": "",
+    }
+    for wheel in ensure_wheels("x86_64", wheel_cache):
+        for line in pkg._wheel_metadata(wheel).get_all("Requires-Dist") or []:
+            need = Requirement(line)
+            if need.marker is None or need.marker.evaluate(where):
+                assert need.name.lower().replace("_", "-") in pinned, (wheel.name, line)
+    assert {"flask", "werkzeug", "huggingface-hub", "protobuf", "packaging"} <= set(pinned)
+
+
+def test_lock_lines_must_be_hashed_pins(tmp_path: Path) -> None:
+    for bad in (
+        "numpy==2.4.6\n",
+        "numpy>=2 --hash=sha256:" + "0" * 64 + "\n",
+        "numpy==2.4.6 --hash=sha256:abc\n",
+    ):
+        path = tmp_path / "bad.lock"
+        path.write_text(bad)
+        with pytest.raises(SlimbertError, match="not an ==pin with sha256"):
+            pkg._parse_lock(path)
+
+
+def test_update_gcp_lock_writes_one_hashed_pin_per_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"{n.replace('-', '_')}-{v}-py3-none-any.whl" for n, v in pkg.gcp_pins().items()]
+    names.append("typing_extensions-4.16.0-py3-none-any.whl")
+    calls: list[dict[str, Any]] = []
+
+    def fake_download(arch: str, dest: Path, args: list[str], **kwargs: Any) -> None:
+        calls.append({"arch": arch, "args": args, **kwargs})
+        for name in names:
+            (dest / name).write_bytes(name.encode())
+
+    lock = tmp_path / "requirements-gcp-function.lock"
+    monkeypatch.setattr(pkg, "_pip_download", fake_download)
+    monkeypatch.setattr(pkg, "gcp_lock_path", lambda: lock)
+    assert pkg.update_gcp_lock(python=Path(sys.executable)) == lock
+    assert calls[0]["deps"] is True and calls[0]["arch"] == "x86_64"
+    parsed = pkg._parse_lock(lock)
+    assert parsed["typing-extensions"] == (
+        "4.16.0",
+        {hashlib.sha256(names[-1].encode()).hexdigest()},
+    )
+    assert set(pkg.read_gcp_lock()) == {*pkg.gcp_pins(), "typing-extensions"}

@@ -466,9 +466,19 @@ class LocalLambda(_LocalFunction):
 
 
 def gcp_python(requirements: Path, python: Path | None = None) -> Path:
-    """Python 3.12 with a gcp-function folder's pinned requirements (framework included)."""
-    lines = [line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines()]
-    return _venv("gcp-py312", python or find_python312(), sorted(line for line in lines if line))
+    """Python 3.12 with a gcp-function folder's requirements, installed as the deploy does.
+
+    The file pins the whole closure with sha256 hashes, so pip runs in hash-checking mode
+    (``--require-hashes``): a package missing from it, or a wheel whose hash differs, fails.
+    """
+    digest = sha256_file(requirements)
+    copy = cache_root() / "requirements" / f"gcp-{digest[:16]}.txt"  # a stable venv key
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_name(f"{copy.name}.{os.getpid()}.part")
+        shutil.copyfile(requirements, partial)
+        os.replace(partial, copy)
+    return _venv("gcp-py312", python or find_python312(), ["--require-hashes", "-r", str(copy)])
 
 
 class LocalGcp(_LocalFunction):

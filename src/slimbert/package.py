@@ -8,12 +8,17 @@ source and the bundle); Google installs the libraries at deploy time.
 
 Wheels are fetched with ``pip download`` once into a cache and checked against the sha256 lock
 files in ``slimbert/templates`` on every build, so a build is offline and reproducible after
-the first one.
+the first one. For scanners, the zip keeps each wheel's ``.dist-info`` METADATA, RECORD and
+licences, and a CycloneDX SBOM (``<stem>.cdx.json``) is written beside it; the GCP
+``requirements.txt`` is its lock: the whole closure, each package pinned with its sha256.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email
+import email.message
+import hashlib
 import importlib.resources
 import itertools
 import logging
@@ -24,6 +29,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import uuid
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -62,6 +68,7 @@ TASK_ROOT = "/var/task"  # the file names recorded in the bytecode (Python fixes
 
 # What the function never loads. Paths are relative to the site-packages root of the zip.
 _STRIP_PARTS = {"tests", "__pycache__", "include"}
+_KEPT_METADATA = {"METADATA", "RECORD", "WHEEL"}  # of each wheel's .dist-info, for scanners
 _STRIP_SUFFIXES = (".pyi", ".pxd", ".h", ".hpp", ".c", ".a", ".pc", "py.typed")
 _STRIP_PREFIXES = (
     "numpy/f2py/",
@@ -216,12 +223,15 @@ def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict
         _check_limits(report)
     with atomic_open(out / f"{options.stem}.template.yaml") as fh:
         fh.write(sam_template(options, zip_path.name, report["sha256"]))
+    write_json(out / f"{options.stem}.cdx.json", sbom(options, wheels, own, report["sha256"]))
     return report
 
 
 def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[str, Any]:
-    pins = {**RUNTIME_PINS, "functions-framework": FUNCTIONS_FRAMEWORK_PIN}
-    requirements = "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
+    # The whole closure, each package pinned by version and sha256 (pip then installs in
+    # hash-checking mode): checked against gcp_pins() first.
+    read_gcp_lock()
+    requirements = gcp_lock_path().read_text(encoding="utf-8")
     main = (
         '"""Cloud Run functions entry point written by `slimbert package`."""\n\n'
         "from slimbert.runtime.handler import gcp_handler\n\n\n"
@@ -336,12 +346,19 @@ def _wheel_dist(wheel: Path) -> str:
 
 def _stripped(member: str) -> bool:
     parts = member.split("/")
-    if member.endswith("/") or _STRIP_PARTS.intersection(parts[:-1]):
+    if member.endswith("/"):
         return True
     if parts[0].endswith(".dist-info"):
-        # Nothing reads package metadata at run time (importlib.metadata is never imported);
-        # licence texts stay because shipping a library means shipping its licence.
-        return not ("licenses" in parts or re.match(r"(LICEN[CS]E|COPYING|NOTICE)", parts[-1]))
+        # Nothing reads package metadata at run time, but scanners do: METADATA (name, version,
+        # licence), RECORD (the wheel's files and their hashes, as the wheel held them: stripped
+        # files stay listed), WHEEL (its tags), the licence texts (shipping a library means
+        # shipping its licence) and any SBOM the wheel carries (PEP 770, e.g. tokenizers' Rust
+        # crates) stay, so that `importlib.metadata` or a scanner over the unzipped function
+        # finds every vendored distribution. Entry points and top_level.txt go.
+        kept = parts[-1] in _KEPT_METADATA or "licenses" in parts or "sboms" in parts
+        return not (kept or re.match(r"(LICEN[CS]E|COPYING|NOTICE)", parts[-1]))
+    if _STRIP_PARTS.intersection(parts[:-1]):  # after the licences, some of which sit in include/
+        return True
     return member.endswith(_STRIP_SUFFIXES) or member.startswith(_STRIP_PREFIXES)
 
 
@@ -370,6 +387,114 @@ def _wheel_entries(wheels: Iterable[Path]) -> tuple[list[_Entry], dict[str, dict
                     )
                 )
     return entries, stripped
+
+
+def _wheel_metadata(wheel: Path) -> email.message.Message:
+    """The ``.dist-info/METADATA`` of ``wheel``, parsed (core metadata is an email header)."""
+    with zipfile.ZipFile(wheel) as whl:
+        member = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        return email.message_from_bytes(whl.read(member))
+
+
+def _sbom_licences(metadata: email.message.Message) -> list[dict[str, Any]]:
+    expression = metadata.get("License-Expression")
+    if expression:
+        return [{"expression": str(expression)}]
+    text = str(metadata.get("License") or "").strip()
+    if text and len(text) <= 100 and "\n" not in text:  # a name, not a whole licence text
+        return [{"license": {"name": text}}]
+    prefix = "License :: OSI Approved :: "
+    names = [c[len(prefix) :] for c in metadata.get_all("Classifier") or [] if c.startswith(prefix)]
+    return [{"license": {"name": n}} for n in names]
+
+
+def sbom(
+    options: PackageOptions, wheels: list[Path], own: list[_Entry], zip_sha256: str
+) -> dict[str, Any]:
+    """A CycloneDX 1.5 SBOM of a Lambda zip: every vendored wheel, our code and the model.
+
+    Each wheel is a ``library`` component named by its package URL (with the wheel's file
+    name) and hashed by the wheel's sha256, the one its lock file pins, so a scanner can match
+    it to the public release. Deterministic: the serial number derives from the zip's sha256.
+    """
+    app_ref = f"{options.stem}.zip"
+    components: list[dict[str, Any]] = []
+    for wheel in sorted(wheels, key=lambda w: w.name):
+        metadata = _wheel_metadata(wheel)
+        name, version = str(metadata["Name"]), str(metadata["Version"])
+        purl = f"pkg:pypi/{name.lower().replace('_', '-')}@{version}?file_name={wheel.name}"
+        component: dict[str, Any] = {
+            "type": "library",
+            "bom-ref": purl,
+            "name": name,
+            "version": version,
+            "purl": purl,
+            "hashes": [{"alg": "SHA-256", "content": sha256_file(wheel)}],
+        }
+        if metadata.get("Summary"):
+            component["description"] = str(metadata["Summary"])
+        licences = _sbom_licences(metadata)
+        if licences:
+            component["licenses"] = licences
+        components.append(component)
+    code = sorted((e for e in own if e.component == "code"), key=lambda e: e.arcname)
+    components.append(
+        {
+            "type": "library",
+            "bom-ref": "slimbert",
+            "name": "slimbert",
+            "version": slimbert.__version__,
+            "description": "slimbert.runtime, the serving code (its source files)",
+            "hashes": [{"alg": "SHA-256", "content": _entries_sha256(code)}],
+        }
+    )
+    model = sorted((e for e in own if e.component == "model"), key=lambda e: e.arcname)
+    if model:
+        components.append(
+            {
+                "type": "machine-learning-model",
+                "bom-ref": "bundle",
+                "name": "bundle",
+                "description": "the exported model bundle; manifest.json holds each file's sha256",
+                "hashes": [{"alg": "SHA-256", "content": _entries_sha256(model)}],
+                "properties": [{"name": "slimbert:files", "value": str(len(model))}],
+            }
+        )
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'sha256:' + zip_sha256)}",
+        "version": 1,
+        "metadata": {
+            "tools": {
+                "components": [
+                    {"type": "application", "name": "slimbert", "version": slimbert.__version__}
+                ]
+            },
+            "component": {
+                "type": "application",
+                "bom-ref": app_ref,
+                "name": options.stem,
+                "version": slimbert.__version__,
+                "hashes": [{"alg": "SHA-256", "content": zip_sha256}],
+                "properties": [
+                    {"name": "aws:lambda:architecture", "value": options.arch},
+                    {"name": "aws:lambda:runtime", "value": f"python{options.python}"},
+                ],
+            },
+        },
+        "components": components,
+        "dependencies": [
+            {"ref": app_ref, "dependsOn": [c["bom-ref"] for c in components]},
+            *({"ref": c["bom-ref"], "dependsOn": []} for c in components),
+        ],
+    }
+
+
+def _entries_sha256(entries: list[_Entry]) -> str:
+    """One sha256 over several files: ``<sha256>  <arcname>`` lines, as sha256sum prints."""
+    lines = [f"{hashlib.sha256(e.read()).hexdigest()}  {e.arcname}\n" for e in entries]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def _bytecode_entries(entries: list[_Entry]) -> tuple[list[_Entry], dict[str, Any] | None]:
@@ -445,11 +570,14 @@ def lock_path(arch: str) -> Path:
     return _templates() / f"requirements-{arch}.lock"
 
 
-def read_lock(arch: str) -> dict[str, tuple[str, set[str]]]:
-    """``{name: (version, {sha256, ...})}`` from a pip ``--require-hashes`` requirements file."""
-    path = lock_path(arch)
+def _parse_lock(path: Path) -> dict[str, tuple[str, set[str]]]:
+    """``{name: (version, {sha256, ...})}`` from a pip ``--require-hashes`` requirements file.
+
+    Every line must be an exact ``name==version`` pin with at least one sha256, as pip's
+    hash-checking mode demands of every requirement.
+    """
     if not path.is_file():
-        raise SlimbertError(f"no lock file for {arch}: {path}", hint="run update_lock(arch)")
+        raise SlimbertError(f"no lock file {path}", hint="regenerate it with update_lock")
     text = path.read_text(encoding="utf-8").replace("\\\n", " ")
     lock: dict[str, tuple[str, set[str]]] = {}
     for line in text.splitlines():
@@ -459,7 +587,16 @@ def read_lock(arch: str) -> dict[str, tuple[str, set[str]]]:
         requirement, *options = line.split()
         name, _, version = requirement.partition("==")
         hashes = {o.split("sha256:", 1)[1] for o in options if "sha256:" in o}
-        lock[name.lower()] = (version, hashes)
+        if not (version and hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes)):
+            raise SlimbertError(f"{path}: {requirement!r} is not an ==pin with sha256 hashes")
+        lock[name.lower().replace("_", "-")] = (version, hashes)
+    return lock
+
+
+def read_lock(arch: str) -> dict[str, tuple[str, set[str]]]:
+    """``{name: (version, {sha256, ...})}``: the locked runtime wheels of the Lambda zip."""
+    path = lock_path(arch)
+    lock = _parse_lock(path)
     if {n: v for n, (v, _) in lock.items()} != RUNTIME_PINS:
         raise SlimbertError(
             f"{path} does not match RUNTIME_PINS {RUNTIME_PINS}",
@@ -468,10 +605,13 @@ def read_lock(arch: str) -> dict[str, tuple[str, set[str]]]:
     return lock
 
 
-def _pip_download(arch: str, dest: Path, args: list[str]) -> None:
+def _pip_download(
+    arch: str, dest: Path, args: list[str], *, deps: bool = False, python: Path | None = None
+) -> None:
     platform = _PIP_PLATFORM[arch]
-    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
-    command += ["--only-binary=:all:", "--no-deps", "--implementation", "cp"]
+    command = [str(python or sys.executable), "-m", "pip", "download"]
+    command += ["--disable-pip-version-check", "--only-binary=:all:", "--implementation", "cp"]
+    command += [] if deps else ["--no-deps"]
     command += ["--python-version", SUPPORTED_PYTHONS[0], "--dest", str(dest)]
     for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"):
         command += ["--platform", f"{tag}_{platform}"]
@@ -536,13 +676,76 @@ def update_lock(arch: str, wheel_cache: Path | None = None) -> Path:
         lines = [
             f"# slimbert serving runtime: CPython {SUPPORTED_PYTHONS[0]}, manylinux {arch}.",
             "# Written by slimbert.package.update_lock; checked on every `slimbert package`.",
+            *_lock_lines(sorted(Path(tmp).glob("*.whl"))),
         ]
-        for wheel in sorted(Path(tmp).glob("*.whl")):
-            name = _wheel_dist(wheel)
-            lines += [f"{name}=={RUNTIME_PINS[name]} \\", f"    --hash=sha256:{sha256_file(wheel)}"]
-            lines.append(f"    # {wheel.name}")
+        for wheel in Path(tmp).glob("*.whl"):
             os.replace(wheel, cache / wheel.name)
     path = lock_path(arch)
+    with atomic_open(path) as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def _lock_lines(wheels: list[Path]) -> list[str]:
+    """``name==version --hash=sha256:...`` for each wheel, in pip's requirements syntax."""
+    lines = []
+    for wheel in sorted(wheels, key=lambda w: _wheel_dist(w)):
+        name, version = _wheel_dist(wheel).replace("_", "-"), wheel.name.split("-")[1]
+        lines += [f"{name}=={version} \\", f"    --hash=sha256:{sha256_file(wheel)}"]
+        lines.append(f"    # {wheel.name}")
+    return lines
+
+
+def gcp_lock_path() -> Path:
+    """The lock of the gcp-function folder: its whole closure, pinned and hashed."""
+    return _templates() / "requirements-gcp-function.lock"
+
+
+def gcp_pins() -> dict[str, str]:
+    """What the gcp-function folder asks for: the runtime and the functions framework."""
+    return {**RUNTIME_PINS, "functions-framework": FUNCTIONS_FRAMEWORK_PIN}
+
+
+def read_gcp_lock() -> dict[str, tuple[str, set[str]]]:
+    """The gcp-function lock, checked to pin :func:`gcp_pins` at their versions."""
+    path = gcp_lock_path()
+    lock = _parse_lock(path)
+    wrong = {n: v for n, v in gcp_pins().items() if lock.get(n, ("", set()))[0] != v}
+    if wrong:
+        raise SlimbertError(
+            f"{path} does not pin {wrong}",
+            hint="regenerate it with slimbert.package.update_gcp_lock",
+        )
+    return lock
+
+
+def update_gcp_lock(python: Path | None = None) -> Path:
+    """Maintainers: resolve :func:`gcp_pins` with every dependency and rewrite the GCP lock.
+
+    pip resolves for CPython 3.12 on manylinux x86_64 (what Cloud Run functions builds on),
+    preferably run by a Python 3.12 so that environment markers are judged as there; each
+    package is pinned to the one wheel pip chose, by its sha256. The folder's requirements.txt
+    is this lock, so the deploy installs exactly it with ``pip install --require-hashes``.
+    """
+    from slimbert.lambda_local import find_python312
+
+    if python is None:
+        try:
+            python = find_python312()
+        except SlimbertError:
+            log.warning("no Python 3.12 here: markers are judged for %s", sys.version_info[:2])
+    pins = [f"{n}=={v}" for n, v in sorted(gcp_pins().items())]
+    with tempfile.TemporaryDirectory(prefix="slimbert-gcp-lock-") as tmp:
+        _pip_download("x86_64", Path(tmp), pins, deps=True, python=python)
+        lines = [
+            f"# slimbert gcp-function: CPython {SUPPORTED_PYTHONS[0]}, manylinux x86_64; the "
+            "whole closure of",
+            f"# {' '.join(pins)}.",
+            "# Written by slimbert.package.update_gcp_lock; shipped as requirements.txt, which",
+            "# `pip install --require-hashes -r requirements.txt` installs exactly.",
+            *_lock_lines(sorted(Path(tmp).glob("*.whl"))),
+        ]
+    path = gcp_lock_path()
     with atomic_open(path) as fh:
         fh.write("\n".join(lines) + "\n")
     return path
@@ -746,7 +949,10 @@ __all__ = [
     "WheelDownloadError",
     "build_package",
     "ensure_wheels",
+    "read_gcp_lock",
     "sam_template",
+    "sbom",
     "size_table",
+    "update_gcp_lock",
     "update_lock",
 ]
