@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import signal
@@ -340,3 +341,130 @@ def test_one_run_per_folder(tmp_path: Path, teacher: Path) -> None:
         with pytest.raises(SlimbertError, match="another labelling run"):
             label_corpus(_options(teacher, data, out), scorer=FakeScorer())
     assert label_corpus(_options(teacher, data, out), scorer=FakeScorer()).rows == 10
+
+
+# -- the command path: a one-step pipeline run with force, as `slimbert label` runs it --------
+def _shards(out: Path) -> dict[str, tuple[int, int, str]]:
+    """Every finished shard: inode, mtime and sha256 (a relabelled shard changes all three)."""
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(out.glob("part-*.parquet"))
+    }
+
+
+def _as_the_command_runs(options: LabelOptions, *, overwrite: bool = False) -> Any:
+    """`slimbert label [--overwrite]`: a forced one-step pipeline (the fake teacher as a hook)."""
+    from slimbert.pipeline import Step, overwrite_outputs, run_pipeline
+
+    with overwrite_outputs(overwrite):
+        summary = run_pipeline(
+            [Step("label", "label", options)],
+            force=True,
+            hooks={"label": lambda step: {"scorer": FakeScorer()}},
+        )
+    return summary[0]["result"]
+
+
+def test_command_rerun_resumes_every_shard_and_refuses_another_plan(
+    tmp_path: Path, teacher: Path
+) -> None:
+    data = tmp_path / "pool.csv"
+    worker.write_corpus(data, 600)
+    out = tmp_path / "silver"
+    first = _as_the_command_runs(_options(teacher, data, out, shard_size=20, batch_size=20))
+    assert (first.shards, first.resumed_shards) == (30, 0)
+    shards = _shards(out)
+    assert len(shards) == 30 and Path(f"{out}.step.json").is_file()
+
+    again = _as_the_command_runs(_options(teacher, data, out, shard_size=20, batch_size=20))
+    assert (again.shards, again.resumed_shards) == (30, 30), "every shard is resumed"
+    assert _shards(out) == shards, "no shard was relabelled or rewritten"
+
+    with pytest.raises(
+        SlimbertError, match=r"different labelling \(it differs in: shard_size"
+    ) as e:
+        _as_the_command_runs(_options(teacher, data, out, shard_size=40, batch_size=20))
+    assert e.value.hint is not None and "--overwrite" in e.value.hint and "--out" in e.value.hint
+    assert _shards(out) == shards
+
+    replaced = _as_the_command_runs(
+        _options(teacher, data, out, shard_size=40, batch_size=20), overwrite=True
+    )
+    assert (replaced.shards, replaced.resumed_shards) == (15, 0)
+    assert _manifest(out)["plan"]["shard_size"] == 40 and len(_shards(out)) == 15
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "pool.csv",
+        "silver",
+        "silver.step.json",
+        "teacher",
+    ], "the replacement was built beside and swapped in, nothing left over"
+    assert len(read_silver(out)[0]) == 600
+
+
+def test_overwrite_keeps_the_old_set_until_the_new_one_is_complete(
+    tmp_path: Path, teacher: Path
+) -> None:
+    data = tmp_path / "pool.csv"
+    worker.write_corpus(data, 300)
+    out = tmp_path / "silver"
+    label_corpus(_options(teacher, data, out, shard_size=50, batch_size=25), scorer=FakeScorer())
+    old = _shards(out)
+
+    class Dies(FakeScorer):  # type: ignore[misc, valid-type]
+        def logits(self, texts: Sequence[str]) -> np.ndarray:
+            if len(self.batches) == 5:
+                raise KeyboardInterrupt
+            return super().logits(texts)
+
+    new_plan = _options(teacher, data, out, shard_size=100, batch_size=25)
+    with pytest.raises(KeyboardInterrupt):
+        label_corpus(new_plan, scorer=Dies(), overwrite=True)
+    assert _shards(out) == old and _manifest(out)["complete"], "the old set is untouched"
+    staging = tmp_path / ".silver.next"
+    assert [n for n in _manifest(staging)["done"]] == ["part-00000.parquet"]
+
+    # The same --overwrite run again resumes the replacement, then swaps it in.
+    result = label_corpus(new_plan, scorer=FakeScorer(), overwrite=True)
+    assert (result.shards, result.resumed_shards) == (3, 1)
+    assert not staging.exists() and _manifest(out)["plan"]["shard_size"] == 100
+    assert len(read_silver(out)[0]) == 300
+
+
+def test_sigkill_then_the_command_resumes_and_a_rerun_keeps_every_shard(
+    tmp_path: Path, teacher: Path
+) -> None:
+    data = tmp_path / "pool.csv"
+    worker.write_corpus(data, 2000)
+    out = tmp_path / "killed"
+    args = [str(data), str(out), str(teacher), "100", "25", "0.02"]
+    proc = subprocess.Popen(
+        [sys.executable, str(_WORKER), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ((out / "manifest.json").exists() and len(_manifest(out)["done"]) >= 2):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the worker wrote no shard within 30 s"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stderr:
+            proc.stderr.close()
+    at_kill = _manifest(out)
+    assert not at_kill["complete"], "the worker finished before the kill; slow it down"
+    kept = {n: s for n, s in _shards(out).items() if n in at_kill["done"]}
+
+    options = _options(teacher, data, out, shard_size=100, batch_size=25)
+    resumed = _as_the_command_runs(options)
+    assert resumed.resumed_shards == len(at_kill["done"]) >= 2
+    assert {n: s for n, s in _shards(out).items() if n in kept} == kept
+    finished = _shards(out)
+    assert len(finished) == 20
+
+    rerun = _as_the_command_runs(options)  # a stamp exists now: the old code relabelled all
+    assert (rerun.shards, rerun.resumed_shards) == (20, 20)
+    assert _shards(out) == finished
+    assert len(read_silver(out)[0]) == 2000
