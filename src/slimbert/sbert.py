@@ -36,19 +36,30 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from slimbert.config import Options, check
-from slimbert.errors import ModelError
+from slimbert.errors import DataError, ModelError
 from slimbert.io import atomic_dir, write_json
-from slimbert.pairs import NLI_LABELS, PairSet, load_pairs
+from slimbert.pairs import NLI_LABELS, PairSet, distinct_sentences, load_pairs
 from slimbert.sampler import BalancedBucketSampler
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "sbert_report.json"
-Objective = Literal["nli", "sts", "target"]
+Objective = Literal["distill", "nli", "sts", "target"]
 
 # Per-objective defaults (paper §4.2 and the SBERT paper): data, validation, loss, batch size,
 # epochs and evaluations per epoch.
 DEFAULTS: dict[str, dict[str, Any]] = {
+    # Embedding distillation (slimbert.sbert_distill): MSE to the teacher's embeddings on
+    # unlabelled sentences; lr 1e-4 as in sentence-transformers' distillation examples.
+    "distill": {
+        "train": "sentences",
+        "validation": "stsb:validation",
+        "loss": "mse",
+        "batch_size": 64,
+        "epochs": 1,
+        "evals_per_epoch": 4,
+        "lr": 1e-4,
+    },
     "nli": {
         "train": "snli:train",
         "validation": "stsb:validation",
@@ -89,9 +100,11 @@ class SbertTrainOptions(Options):
     # gold ones (Thakur et al. train on both at once; the paper's recipe is silver, then gold).
     extra_train: tuple[str, ...] = ()
     validation: str | None = None
-    loss: Literal["auto", "softmax", "mnrl", "cosine"] = "auto"
+    loss: Literal["auto", "softmax", "mnrl", "cosine", "mse"] = "auto"
     batch_size: int | None = None
-    lr: float = 2e-5
+    lr: float | None = None
+    # The model whose embeddings objective ``distill`` reproduces.
+    teacher: str = "all-MiniLM-L6-v2"
     epochs: int | None = None
     patience: int = 2
     evals_per_epoch: int | None = None
@@ -105,7 +118,7 @@ class SbertTrainOptions(Options):
     validation_limit: int | None = None
 
     def validate(self) -> None:
-        check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}")
         check(self.patience >= 1, f"patience must be at least 1, got {self.patience}")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
         check(self.weight_decay >= 0, "weight_decay must be >= 0")
@@ -114,7 +127,12 @@ class SbertTrainOptions(Options):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be at least 1, got {value}")
         loss = self.resolved("loss")
-        if self.objective != "nli":
+        if self.objective == "distill":
+            check(
+                loss == "mse",
+                "objective 'distill' learns the teacher's embeddings: loss must be 'mse'",
+            )
+        elif self.objective != "nli":
             check(
                 loss == "cosine",
                 f"objective {self.objective!r} trains on scored pairs: loss must be 'cosine'",
@@ -130,7 +148,7 @@ class SbertTrainOptions(Options):
         """The value used for ``name``: the option when given, else the objective's default."""
         value = getattr(self, name)
         if value is None or (name == "loss" and value == "auto"):
-            return DEFAULTS[self.objective][name]
+            return DEFAULTS[self.objective].get(name, 2e-5 if name == "lr" else None)
         return value
 
 
@@ -208,6 +226,40 @@ class _Batches:
     first: list[str]
     second: list[str]
     targets: list[float] | list[int] | None
+    # Objective distill: one sentence per example (``second`` empty), the teacher's embedding.
+    embeddings: np.ndarray | None = None
+
+
+def _agreement_sentences(validation: PairSet) -> tuple[str, list[str]]:
+    """Held-out sentences for the student-teacher agreement: STSb test, else validation's."""
+    from slimbert.sbert_distill import AGREEMENT_SET
+
+    try:
+        return AGREEMENT_SET, distinct_sentences(AGREEMENT_SET)
+    except DataError:
+        return "validation", list(dict.fromkeys([*validation.first, *validation.second]))
+
+
+def _distill_data(
+    options: SbertTrainOptions, st: Any, validation: PairSet
+) -> tuple[_Batches, dict[str, Any]]:
+    """The sentences and the teacher's embeddings of them; what the report says of them."""
+    from slimbert.sbert_distill import agreement, load_sentences, teacher_targets
+
+    specs = [options.resolved("train"), *options.extra_train]
+    sentences = load_sentences(specs, options.limit, options.seed)
+    teacher = build_embedder(options.teacher, max_length=options.max_length)
+    started = time.perf_counter()
+    targets, components, info = teacher_targets(
+        teacher, options.teacher, sentences, st.get_embedding_dimension()
+    )
+    info["teacher_seconds"] = time.perf_counter() - started
+    info["sentences"] = len(sentences)
+    info["agreement_set"], held_out = _agreement_sentences(validation)
+    info["agreement_start"] = agreement(st, teacher, held_out, components)
+    info["teacher_model"], info["components"] = teacher, components
+    info["held_out"] = held_out
+    return _Batches(sentences, [], None, targets), info
 
 
 def _training_pairs(pairs: PairSet, loss: str) -> _Batches:
@@ -230,6 +282,8 @@ def _pair_lengths(st: Any, data: _Batches, max_length: int) -> list[int]:
         ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
         return [len(x) for x in ids]
 
+    if not data.second:
+        return lengths(data.first)
     return [max(a, b) for a, b in zip(lengths(data.first), lengths(data.second), strict=True)]
 
 
@@ -244,6 +298,10 @@ def _loss_module(st: Any, loss: str) -> Any:
         return SoftmaxLoss(st, st.get_embedding_dimension(), num_labels=len(NLI_LABELS))
     if loss == "mnrl":
         return MultipleNegativesRankingLoss(st)
+    if loss == "mse":
+        from sentence_transformers.losses import MSELoss
+
+        return MSELoss(st)
     return CosineSimilarityLoss(st)
 
 
@@ -270,15 +328,8 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     batch_size = int(options.resolved("batch_size"))
     epochs = int(options.resolved("epochs"))
     evals_per_epoch = int(options.resolved("evals_per_epoch"))
-    train_pairs = load_pairs(options.resolved("train"), limit=options.limit)
-    for spec in options.extra_train:
-        train_pairs = train_pairs.concat(load_pairs(spec, limit=options.limit))
     validation = load_pairs(options.resolved("validation"), limit=options.validation_limit)
     validation.require_scores()
-    data = _training_pairs(train_pairs, loss_name)
-    if len(data.first) < batch_size and loss_name == "mnrl":
-        raise ModelError("too few entailment pairs for one MultipleNegativesRanking batch")
-
     st = build_embedder(
         options.model,
         layers=options.layers,
@@ -286,6 +337,16 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         normalize=options.normalize,
         seed=options.seed,
     )
+    distilled: dict[str, Any] = {}
+    if options.objective == "distill":
+        data, distilled = _distill_data(options, st, validation)
+    else:
+        train_pairs = load_pairs(options.resolved("train"), limit=options.limit)
+        for spec in options.extra_train:
+            train_pairs = train_pairs.concat(load_pairs(spec, limit=options.limit))
+        data = _training_pairs(train_pairs, loss_name)
+    if len(data.first) < batch_size and loss_name == "mnrl":
+        raise ModelError("too few entailment pairs for one MultipleNegativesRanking batch")
     loss = _loss_module(st, loss_name)
     sampler = BalancedBucketSampler(
         _pair_lengths(st, data, options.max_length),
@@ -299,7 +360,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     )
     steps_per_epoch = max(1, len(sampler))
     total_steps = steps_per_epoch * epochs
-    optimizer = _optimizer(loss, options.lr, options.weight_decay)
+    optimizer = _optimizer(loss, options.resolved("lr"), options.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(options.warmup_ratio * total_steps), total_steps
     )
@@ -314,11 +375,12 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         if loss_name == "mnrl" and len(idx) < 2:
             return None
         loss.train()
-        features = [
-            tokenize([data.first[i] for i in idx]),
-            tokenize([data.second[i] for i in idx]),
-        ]
-        if data.targets is None:
+        features = [tokenize([data.first[i] for i in idx])]
+        if data.second:
+            features.append(tokenize([data.second[i] for i in idx]))
+        if data.embeddings is not None:
+            labels = torch.from_numpy(data.embeddings[idx])
+        elif data.targets is None:
             labels = torch.zeros(len(idx))  # MNRL builds its own targets
         elif loss_name == "softmax":
             labels = torch.tensor([data.targets[i] for i in idx], dtype=torch.long)
@@ -368,6 +430,14 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         "seconds": time.perf_counter() - started,
         "history": result.history,
     }
+    if distilled:
+        from slimbert.sbert_distill import agreement
+
+        best = build_embedder(options.out, max_length=options.max_length)
+        teacher, components = distilled.pop("teacher_model"), distilled.pop("components")
+        held_out = distilled.pop("held_out")
+        distilled["agreement"] = agreement(best, teacher, held_out, components)
+        report["distill"] = distilled
     write_json(Path(options.out) / REPORT_FILE, report)
     return report
 
