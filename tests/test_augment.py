@@ -405,3 +405,61 @@ def test_commands_and_pipeline_stages(
     result = runner.invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "at step 2 of 2" in result.output and (ce_out / "model.safetensors").is_file()
+
+
+# -- the command path: a one-step pipeline run with force, as `slimbert augment` runs it ------
+def _as_the_command_runs(options: AugmentOptions, *, overwrite: bool = False) -> dict[str, Any]:
+    from slimbert.pipeline import Step, overwrite_outputs, run_pipeline
+
+    with overwrite_outputs(overwrite):
+        summary = run_pipeline(
+            [Step("augment", "augment", options)],
+            force=True,
+            hooks={"augment": lambda step: {"scorer": overlap}},
+        )
+    result: dict[str, Any] = summary[0]["result"]
+    return result
+
+
+def _shards(out: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(out.glob("part-*.parquet"))
+    }
+
+
+def test_command_rerun_resumes_every_shard_and_refuses_another_plan(
+    fake_ce: Path, pool_csv: Path, tiny_pairs: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "augment"
+    first = _as_the_command_runs(_options(fake_ce, pool_csv, out, tiny_pairs))
+    assert first["resumed_shards"] == 0 and first["shards"] >= 3
+    shards = _shards(out)
+    assert len(shards) == first["shards"]
+
+    again = _as_the_command_runs(_options(fake_ce, pool_csv, out, tiny_pairs))
+    assert again["resumed_shards"] == again["shards"] == first["shards"]
+    assert again["scored_now"] == 0 and _shards(out) == shards
+
+    other = _options(fake_ce, pool_csv, out, tiny_pairs, shard_size=32)
+    with pytest.raises(SlimbertError, match=r"different scoring \(it differs in: shard_size") as e:
+        _as_the_command_runs(other)
+    assert e.value.hint is not None and "--overwrite" in e.value.hint
+    assert _shards(out) == shards
+
+    replaced = _as_the_command_runs(other, overwrite=True)
+    assert replaced["resumed_shards"] == 0 and _manifest(out)["plan"]["shard_size"] == 32
+    assert replaced["silver_file"] == str(out / "silver.parquet")
+    assert np.allclose(read_scores(out), read_scores_from(shards, first))
+    assert not (tmp_path / ".augment.next").exists()
+
+
+def read_scores_from(shards: dict[str, tuple[int, int, bytes]], report: dict[str, Any]) -> Any:
+    """The scores the first run's shards held (by candidate), to compare with the new plan's."""
+    import io
+
+    scores = np.full(report["candidates"], np.nan, dtype=np.float32)
+    for _, _, data in shards.values():
+        table = pq.read_table(io.BytesIO(data), columns=["pair", "score"])
+        scores[table.column("pair").to_numpy()] = table.column("score").to_numpy()
+    return scores

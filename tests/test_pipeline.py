@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,58 @@ def test_builtin_mpnet_pipeline_extends_the_demo() -> None:
     demo = {str(s.options.out) for s in read_pipeline("sentiment")}  # type: ignore[attr-defined]
     assert {"runs/sentiment/teacher", "runs/sentiment/student-2l"} <= demo
     assert set(evaluation.options.models[:2]) <= demo  # type: ignore[attr-defined]
+
+
+def _fake_teacher() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_label_worker", Path(__file__).with_name("_label_worker.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pipeline_never_deletes_a_finished_shard_folder_or_a_users_folder(
+    tmp_path: Path,
+) -> None:
+    from slimbert.errors import SlimbertError
+    from slimbert.label import LabelOptions
+    from slimbert.pipeline import Step
+
+    worker = _fake_teacher()
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}", encoding="utf-8")
+    data = tmp_path / "pool.csv"
+    worker.write_corpus(data, 300)
+    hooks = {"label": lambda step: {"scorer": worker.FakeScorer()}}
+
+    def step(shard_size: int, out: Path = tmp_path / "silver") -> Step:
+        options = LabelOptions(
+            teacher=teacher, data=str(data), out=out, shard_size=shard_size, batch_size=50
+        )
+        return Step("silver", "label", options)
+
+    first = run_pipeline([step(150)], hooks=hooks)[0]["result"]
+    assert (first.shards, first.resumed_shards) == (2, 0)
+    forced = run_pipeline([step(150)], force=True, hooks=hooks)[0]["result"]
+    assert (forced.shards, forced.resumed_shards) == (2, 2), "--force keeps finished shards"
+
+    # Another plan: refused where overwriting is not allowed; a pipeline run remakes the
+    # stale step, building the new set beside the old one and swapping it in when complete.
+    with pytest.raises(SlimbertError, match="differs in: shard_size"):
+        run_pipeline([step(100)], hooks=hooks, overwrite=False)
+    remade = run_pipeline([step(100)], hooks=hooks)[0]["result"]
+    assert (remade.shards, remade.resumed_shards) == (3, 0)
+    assert not (tmp_path / ".silver.next").exists()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(SlimbertError, match="slimbert did not write"):
+        run_pipeline([step(100, out=mine)], hooks=hooks, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
