@@ -20,7 +20,7 @@ from slimbert.evaluate import (
     pair_similarities,
     spearman_x100,
 )
-from slimbert.pairs import PairSet
+from slimbert.pairs import PairSet, load_pairs
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,33 @@ def test_torch_and_onnx_rows_agree_and_the_table_has_them(
         torch_row["spearman"][str(tiny_pairs["test"])], abs=0.01
     )
     assert "Spearman ×100" in table and "single thread" in table
+
+
+def test_agreement_with_the_teacher_is_a_column(
+    tiny_sbert: Path, tiny_bundle: Path, tiny_pairs: dict[str, Path], tmp_path: Path
+) -> None:
+    from slimbert.sbert import build_embedder
+
+    other = tmp_path / "one-layer"
+    build_embedder(tiny_sbert, layers=(0,)).save(str(other), safe_serialization=True)
+    result = evaluate_models(
+        EvalOptions(
+            models=(str(tiny_sbert), str(tiny_bundle), str(other)),
+            pairs=(str(tiny_pairs["test"]),),
+            teacher=str(tiny_sbert),
+            latency_samples=0,
+            batch_size=16,
+        )
+    )
+    same, exported, student = (row["agreement"] for row in result["models"])
+    assert same == pytest.approx(1.0, abs=1e-5)  # the teacher agrees with itself
+    assert exported == pytest.approx(1.0, abs=1e-3)  # its fp32 export too
+    assert student < same
+    assert result["agreement_sentences"] == len(
+        set(load_pairs(tiny_pairs["test"]).first + load_pairs(tiny_pairs["test"]).second)
+    )
+    table = markdown_table(result)
+    assert "| agreement |" in table and f"{student:.4f}" in table
 
 
 def test_data_other_than_the_classifier_default_is_the_pair_set(

@@ -57,6 +57,9 @@ class EvalOptions(Options):
     sets: tuple[str, ...] = ()
     behaviour: bool = True
     baseline: bool = True
+    # Embedders: the model they were distilled from; each row gains its agreement with it (the
+    # mean cosine between their embeddings of the first pair set's sentences).
+    teacher: str | None = None
 
     def validate(self) -> None:
         check(len(self.models) > 0, "eval needs at least one model", hint="--models a,b")
@@ -510,6 +513,7 @@ def _row_names(options: EvalOptions) -> list[str]:
 
 def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
     """Spearman ×100 on each pair set, size, layers and latency of sentence embedders."""
+    from slimbert.models import resolve_model
     from slimbert.pairs import load_pairs
 
     pair_sets = {}
@@ -520,14 +524,18 @@ def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
     # Latency is measured on real sentences: the first pair set's, in file order.
     first = next(iter(pair_sets.values()))
     sentences = list(dict.fromkeys(first.first + first.second))
+    reference = _teacher_embeddings(options, sentences)
     rows = []
     for model, name in zip(options.models, _row_names(options), strict=True):
-        path = Path(model)
+        # A folder, or a model alias such as all-MiniLM-L6-v2 (the teacher as it ships).
+        path = Path(model) if Path(model).exists() else Path(resolve_model(model))
         embedder, facts = _load_embedder(path, options.latency_threads, options.batch_size)
         spearman = {
             spec: spearman_x100(embedder.embed, pairs, batch_size=options.batch_size)
             for spec, pairs in pair_sets.items()
         }
+        if reference is not None:
+            facts["agreement"] = _agreement(embedder, sentences, reference, options.batch_size)
         latency = _latency_ms(
             embedder,
             sentences,
@@ -541,31 +549,72 @@ def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
     return {
         "task": "embedding",
         "metric": "spearman_x100",
+        "teacher": options.teacher,
+        "agreement_sentences": len(sentences) if reference is not None else None,
         "pairs": {spec: len(pairs) for spec, pairs in pair_sets.items()},
         "latency_threads": options.latency_threads,
         "models": rows,
     }
 
 
+def _embed_all(embedder: Any, texts: list[str], batch_size: int) -> np.ndarray:
+    parts = [embedder.embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    vectors = np.concatenate(parts).astype(np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _teacher_embeddings(options: EvalOptions, sentences: list[str]) -> np.ndarray | None:
+    if options.teacher is None:
+        return None
+    from slimbert.models import resolve_model
+
+    teacher, _ = _load_embedder(Path(resolve_model(options.teacher)), 1, options.batch_size)
+    return _embed_all(teacher, sentences, options.batch_size)
+
+
+def _agreement(
+    embedder: Any, sentences: list[str], reference: np.ndarray, batch_size: int
+) -> float | None:
+    """Mean cosine with the teacher's embeddings; None when the widths differ."""
+    vectors = _embed_all(embedder, sentences, batch_size)
+    if vectors.shape != reference.shape:
+        return None
+    return float(np.mean(np.sum(vectors * reference, axis=1)))
+
+
 def _embedder_table(result: dict[str, Any]) -> str:
     specs = list(result["pairs"])
     threads = result.get("latency_threads", 1)
     sets = ", ".join(f"`{spec}` ({n} pairs)" for spec, n in result["pairs"].items())
+    teacher = result.get("teacher")
+    agreement = (
+        f"; agreement: mean cosine with {teacher}'s embeddings of the first set's "
+        f"{result['agreement_sentences']} sentences"
+        if teacher
+        else ""
+    )
     lines = [
         f"Spearman ×100 of cosine similarity against gold scores on {sets}; latency: batch 1 "
         f"(one sentence), {'single thread' if threads == 1 else f'{threads} threads'}, "
-        "after warm-up.",
+        f"after warm-up{agreement}.",
         "",
         "| model | kind | layers | params (M) | weights (MB) | "
         + " | ".join(specs)
+        + (" | agreement" if teacher else "")
         + " | p50 ms | p95 ms |",
-        "|---|---|---:|---:|---:|" + "---:|" * len(specs) + "---:|---:|",
+        "|---|---|---:|---:|---:|"
+        + "---:|" * len(specs)
+        + ("---:|" if teacher else "")
+        + "---:|---:|",
     ]
     for row in result["models"]:
         lat = row["latency_ms"]
         params = f"{row['parameters'] / 1e6:.1f}" if row["parameters"] else "–"
         layers = row["layers"] if row["layers"] is not None else "–"
         scores = " | ".join(f"{row['spearman'][spec]:.2f}" for spec in specs)
+        if teacher:
+            value = row.get("agreement")
+            scores += f" | {value:.4f}" if value is not None else " | –"
         lines.append(
             f"| {row['name']} | {row['kind']} | {layers} | {params} | {row['size_mb']:.1f} "
             f"| {scores} | {_ms(lat, 'p50')} | {_ms(lat, 'p95')} |"
