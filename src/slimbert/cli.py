@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,9 +32,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from slimbert.config import Options
+from slimbert.config import Options, read_options_file, read_yaml_file
 from slimbert.errors import ConfigError, SlimbertError
 
+try:  # typer vendors click as typer._click since 0.2x; older typers use click itself
+    from typer._click import exceptions as click_errors
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - depends on the typer version
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+    from click import get_current_context  # type: ignore[no-redef]
+
+PROG = "slimbert"
 console = Console(stderr=True)
 out = Console()
 app = typer.Typer(
@@ -69,7 +76,8 @@ HELP = {
     "student_layers": "Layers of --student to keep, e.g. 0,5 or 0,2,4.",
     "student": "Student base encoder (same forms as --model).",
     "silver": "Silver set folder written by `slimbert label`.",
-    "teacher": "Trained classifier folder (torch) or exported ONNX bundle.",
+    "teacher": "The model learnt from: a trained classifier folder or ONNX bundle (label, "
+    "distill); a sentence embedder (sbert train --stage distill, eval's agreement column).",
     "gold": "Mix this gold set into the silver set (rows use their true labels).",
     "loss": "hard: teacher's labels (paper); soft: KL on logits with temperature; mix: both.",
     "labels": "Label names in order, e.g. negative,neutral,positive (default: sorted found).",
@@ -87,6 +95,7 @@ HELP = {
     "max_behaviour_drop": "Behavioural-suite pass-rate points int8 may lose before fp32 is kept.",
     "mask": "Mask topic carriers in the training text: mentions,hashtags,urls,brands.",
     "layer_decay": "Layer-wise lr decay: layer k below the head trains at lr × decay^k (1: off).",
+    "typos": "Share of training words given a fresh random typo each epoch (0: off).",
     "freeze_layers": "Freeze the embeddings (1) and the first N-1 transformer layers (N); 0: none.",
     "sets": "More labelled sets, each scored on its own (other domains), e.g. sst3:test.",
     "behaviour": "Run the behavioural suite (3-class sentiment): pass rate by capability.",
@@ -120,7 +129,8 @@ HELP = {
     "bin_factor": "Keep at most this many times the smallest non-empty bin per bin.",
     "min_per_bin": "Never cap a bin below this many pairs.",
     "silver_size": "Keep exactly this many silver pairs, bins as even as possible.",
-    "objective": "SBERT training stage: nli (SNLI), sts (STS benchmark) or target (your pairs).",
+    "objective": "SBERT training stage: distill (the teacher's embeddings of unlabelled "
+    "sentences), nli (SNLI), sts (STS benchmark) or target (your pairs).",
     "normalize": "L2-normalise embeddings (a Normalize module after mean pooling).",
     "evals_per_epoch": "Validation Spearman evaluations per epoch (early stopping).",
 }
@@ -140,14 +150,39 @@ def _cli_type(hint: Any) -> Any:
     return str
 
 
+def _help_hint(command_path: str | None = None) -> str:
+    """``try 'slimbert <command> --help'`` for the command being run (or the top level)."""
+    if command_path is None:
+        ctx = get_current_context(silent=True)
+        command_path = ctx.command_path if ctx is not None else PROG
+    return f"try '{command_path} --help'"
+
+
+def error_line(message: str, hint: str | None) -> str:
+    """The one line a user error is shown as: ``slimbert: error: ... (hint: ...)``."""
+    text = " ".join(str(message).split())  # YAML and OS messages may span lines
+    hint = " ".join(str(hint or "").split()) or _help_hint()
+    return f"{PROG}: error: {text} (hint: {hint})"
+
+
 def _fail(exc: BaseException) -> typing.NoReturn:
     if isinstance(exc, SlimbertError):
-        console.print(f"slimbert: error: {exc.message}", markup=False, highlight=False)
-        if exc.hint:
-            console.print(f"  hint: {exc.hint}", markup=False, highlight=False)
+        line = error_line(exc.message, exc.hint)
     else:
-        console.print(f"slimbert: error: {exc}", markup=False, highlight=False)
+        line = error_line(str(exc), None)
+    # Plain stderr, not rich: a rich console wraps long lines at the terminal's width.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
     raise typer.Exit(2)
+
+
+_OS_HINTS: dict[type[OSError], str] = {
+    FileNotFoundError: "check the path",
+    PermissionError: "check the file's permissions",
+    IsADirectoryError: "pass a file here, not a folder",
+    NotADirectoryError: "a part of the path is a regular file, not a folder: choose another path",
+    FileExistsError: "a file is in the way: choose another path",
+}
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -157,8 +192,11 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except SlimbertError as exc:
             _fail(exc)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            _fail(SlimbertError(f"{exc.strerror}: {exc.filename}"))
+        except tuple(_OS_HINTS) as exc:
+            hint = next(h for kind, h in _OS_HINTS.items() if isinstance(exc, kind))
+            _fail(SlimbertError(f"{exc.strerror}: {exc.filename}", hint=hint))
+        except UnicodeDecodeError as exc:  # a user file read as UTF-8 outside slimbert's readers
+            _fail(SlimbertError(f"a file is not UTF-8 text ({exc})", hint="save it as UTF-8"))
         except KeyboardInterrupt:
             console.print("slimbert: interrupted; finished work is kept, run again to resume")
             raise typer.Exit(130) from None
@@ -169,13 +207,7 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def build_options(cls: type[Options], config: Path | None, given: dict[str, Any]) -> Options:
     values: dict[str, Any] = {}
     if config is not None:
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read options from {config}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config}: expected a mapping of option names to values")
-        values.update(loaded)
+        values.update(read_options_file(config))
     values.update({k: v for k, v in given.items() if v is not None})
     return cls.from_dict(values)
 
@@ -293,7 +325,38 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
         "augment": lambda step: {"progress": _label_progress(progress, step.name)},
         "sbert-train": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
         "cross-encoder": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
+        "package": lambda step: _checked_bundle(step.options.bundle),
+        "invoke": lambda step: _checked_zip(step.options.package),
     }
+
+
+def _checked_bundle(bundle: Path) -> dict[str, Any]:
+    """Fail in one line on a bundle whose manifest.json is malformed or lacks fields.
+
+    The runtime's reader checks it (the same check a function makes when it starts), before
+    packaging reads the files it lists.
+    """
+    from slimbert.runtime.bundle import read_manifest
+
+    read_manifest(Path(bundle))
+    return {}
+
+
+def _checked_zip(package: Path) -> dict[str, Any]:
+    """Fail in one line on an ``invoke --package`` that is missing or not a zip file."""
+    import zipfile
+
+    package = Path(package)
+    if not package.is_file():
+        raise SlimbertError(
+            f"package {package} does not exist", hint="build it with `slimbert package`"
+        )
+    if not zipfile.is_zipfile(package):
+        raise SlimbertError(
+            f"package {package} is not a zip file",
+            hint="pass the .zip that `slimbert package --target aws-lambda` wrote",
+        )
+    return {}
 
 
 class _TrainReporter:
@@ -508,7 +571,7 @@ def _register_stages() -> None:
     @stage_command(
         SbertTrainOptions,
         "train",
-        "Train a Sentence-BERT student: --stage nli, then sts, then target.",
+        "Train a Sentence-BERT student: --stage distill, nli, sts, then target.",
         group=sbert_app,
     )
     def _sbert_train(options: Options) -> None:
@@ -584,6 +647,8 @@ def run(
         if not sep:
             raise ConfigError(f"--set {item!r} is not key=value")
         overrides[key] = value
+    if Path(pipeline).is_file():  # text that is not UTF-8 or not YAML: one error with the line
+        read_yaml_file(pipeline, "pipeline file")
     steps = read_pipeline(pipeline, profile="quick" if quick else None, overrides=overrides)
     if only:
         wanted = [name.strip() for name in only.split(",") if name.strip()]
@@ -725,13 +790,47 @@ def index_query(
 _register_stages()
 
 
-def main() -> None:
+# click < 8.2 prints the help itself when a group is called without a command.
+_NO_ARGS: type[click_errors.UsageError] = getattr(
+    click_errors, "NoArgsIsHelpError", click_errors.UsageError
+)
+
+
+def _command_path(argv: list[str] | None) -> str:
+    """``slimbert index query`` from the command line, for errors raised without a context."""
+    command: Any = typer.main.get_command(app)
+    path = [PROG]
+    for arg in sys.argv[1:] if argv is None else argv:
+        command = getattr(command, "commands", {}).get(arg)
+        if command is None:
+            break
+        path.append(arg)
+    return " ".join(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``slimbert`` console script: user and usage errors are one line and exit 2."""
     logging.basicConfig(level=os.environ.get("SLIMBERT_LOG", "WARNING"), format="%(message)s")
     try:
-        app()
-    except SlimbertError as exc:  # raised while building commands or parsing
-        console.print(f"slimbert: error: {exc.message}", markup=False)
+        code = app(args=argv, prog_name=PROG, standalone_mode=False)
+    except _NO_ARGS as exc:  # `slimbert data`: the help (rich help is printed already)
+        if exc.format_message().strip():
+            typer.echo(exc.format_message())
         sys.exit(2)
+    except click_errors.UsageError as exc:  # unknown option, missing value, bad value type
+        path = exc.ctx.command_path if exc.ctx is not None else _command_path(argv)
+        sys.stderr.write(error_line(exc.format_message(), _help_hint(path)) + "\n")
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        sys.stderr.write(error_line(exc.format_message(), _help_hint(PROG)) + "\n")
+        sys.exit(2)
+    except typer.Abort:
+        sys.stderr.write(f"{PROG}: aborted\n")
+        sys.exit(130)
+    except SlimbertError as exc:  # raised while building commands
+        sys.stderr.write(error_line(exc.message, exc.hint or _help_hint(PROG)) + "\n")
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
