@@ -44,13 +44,30 @@ def _fail(message: str, hint: str | None = REEXPORT_HINT) -> BundleError:
     return BundleError(message, hint=hint)
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    """The checked ``manifest.json`` of the bundle folder ``root``."""
+def read_manifest(root: Path, *, sha256: str | None = None) -> dict[str, Any]:
+    """The checked ``manifest.json`` of the bundle folder ``root``.
+
+    ``sha256``, when given, is the digest the manifest file must have (``slimbert package``
+    records it as ``SLIMBERT_MANIFEST_SHA256``): the manifest lists every other file's digest
+    but not its own, so an edited label order would otherwise load and serve wrong answers.
+    """
     manifest = read_folder_manifest(
-        root, FORMAT, "bundle", _fail, made_by="export", version_hint=_VERSION_HINT
+        root,
+        FORMAT,
+        "bundle",
+        _fail,
+        made_by="export",
+        version_hint=_VERSION_HINT,
+        sha256=sha256,
     )
     _check_fields(manifest, root / MANIFEST_FILE)
     return manifest
+
+
+def manifest_digest(root: Path) -> str:
+    """The sha256 (hex) of the bundle's ``manifest.json`` bytes, as the runtime checks it."""
+    with open(Path(root) / MANIFEST_FILE, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_folder_manifest(
@@ -61,22 +78,36 @@ def read_folder_manifest(
     *,
     made_by: str,
     version_hint: str | None = None,
+    sha256: str | None = None,
 ) -> dict[str, Any]:
     """The ``manifest.json`` object of a ``kind`` folder (a bundle, an index) of format ``fmt``
     with a well-formed ``files`` map; the caller checks its own fields.
 
-    ``fail(message, hint=...)`` makes the error of the folder's kind.
+    ``fail(message, hint=...)`` makes the error of the folder's kind; ``sha256`` is the digest
+    the file's bytes must have, checked before anything in it is believed.
     """
     if not root.is_dir():
         hint = f"pass the folder `{made_by}` wrote"
         raise fail(f"{kind} folder {root} does not exist", hint=hint)
     path = root / MANIFEST_FILE
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise fail(f"{path} is missing: {root} is not a slimbert {kind}") from None
-    except (OSError, ValueError) as exc:
-        raise fail(f"{path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise fail(f"{path} cannot be read ({exc})") from None
+    if sha256 is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != sha256.strip().lower():
+            raise fail(
+                f"{path} does not match the sha256 recorded when it was packaged "
+                f"({digest[:12]}… instead of {sha256.strip()[:12]}…): it was changed",
+                hint="package the bundle again (`slimbert package`) and deploy the new template",
+            )
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (RecursionError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise fail(f"{path} is not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(manifest, dict):
         raise fail(f"{path} must hold a JSON object, not {type(manifest).__name__}")
     found = manifest.get("format")
@@ -89,7 +120,14 @@ def read_folder_manifest(
     for name, entry in files.items():
         rel = PurePosixPath(name)
         # A manifest is data from outside: never let it point the runtime outside the folder.
-        if not name or rel.is_absolute() or ".." in rel.parts:
+        if (
+            not name
+            or rel.is_absolute()
+            or ".." in rel.parts
+            or "\\" in name
+            or "\0" in name
+            or name == MANIFEST_FILE
+        ):
             raise fail(f"{path}: file name {name!r} is not a path inside the {kind}")
         if (
             not isinstance(entry, dict)
@@ -141,10 +179,14 @@ def verify_listed(
 
     ``fail`` makes the error (with its hint) of the folder's kind.
     """
+    inside = root.resolve()
     for name, entry in files.items():
         path = root / name
         try:
             size = path.stat().st_size
+            # A symlink may name a file anywhere; only what lies in the folder belongs to it.
+            if not path.resolve().is_relative_to(inside) or not path.is_file():
+                raise fail(f"{kind} file {name} is not a file inside {root}")
         except FileNotFoundError:
             raise fail(f"{kind} file {name} is missing from {root}") from None
         # The size check is free and catches truncated copies before hashing the whole file.
@@ -392,15 +434,18 @@ def load_bundle(
     threads: int | None = None,
     verify: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    manifest_sha256: str | None = None,
 ) -> Bundle:
     """Load the bundle folder ``path``: manifest, integrity check, tokenizer and ONNX session.
 
     ``threads`` defaults to ``SLIMBERT_THREADS`` or the CPUs this process may use;
-    ``verify=False`` skips the size and sha256 checks (the files must still exist).
+    ``verify=False`` skips the size and sha256 checks (the files must still exist);
+    ``manifest_sha256`` is the digest ``manifest.json`` itself must have (checked even with
+    ``verify=False``: it is one small file).
     """
     started = time.perf_counter()
     root = Path(path).expanduser()
-    manifest = read_manifest(root)
+    manifest = read_manifest(root, sha256=manifest_sha256)
     if verify:
         verify_files(root, manifest)
     model_path = root / manifest["model_file"]

@@ -13,15 +13,33 @@ Entry points:
 the model failed to load); any other method is 405.
 
 Environment: ``SLIMBERT_BUNDLE`` (default: ``bundle/`` beside the ``slimbert`` package, i.e.
-``/var/task/bundle`` in a Lambda zip), ``SLIMBERT_MAX_TEXTS`` (64), ``SLIMBERT_MAX_CHARS``
-(5000), ``SLIMBERT_MAX_BODY_BYTES`` (262144), ``SLIMBERT_THREADS``, ``SLIMBERT_LOG_LEVEL``
-(WARNING: failed requests are logged; INFO adds one JSON line per request), ``SLIMBERT_INDEX``
-(a duplicate index, default ``index/`` beside ``bundle/`` when present; see
+``/var/task/bundle`` in a Lambda zip), ``SLIMBERT_MANIFEST_SHA256`` (the digest of the bundle's
+``manifest.json`` recorded by ``slimbert package``; checked at load when set),
+``SLIMBERT_MAX_TEXTS`` (64), ``SLIMBERT_MAX_CHARS`` (5000, characters per text),
+``SLIMBERT_MAX_BODY_BYTES`` (262144, UTF-8 bytes of the JSON body on every path),
+``SLIMBERT_THREADS``, ``SLIMBERT_LOG_LEVEL`` (WARNING: refused and failed requests are logged
+in one line, tracebacks only for unexpected errors; INFO adds one JSON line per request),
+``SLIMBERT_INDEX`` (a duplicate index, default ``index/`` beside ``bundle/`` when present; see
 ``slimbert.runtime.index``) and ``SLIMBERT_MAX_TOP_K`` (20).
 
-The bundle loads at import so its cost falls in the platform's init phase, not in the first
-request. A failed load is logged and every request then gets a 500 saying so: the process
-stays up, so the cause is in the logs rather than in a crash loop.
+Text is Unicode: a text holding a lone UTF-16 surrogate (``"\\ud800"`` in JSON, which Python
+parses but no tokenizer can encode) is refused with a 400 naming the text and position, never
+silently replaced, so an answer always scores the text that was sent.
+
+When the model loads:
+
+* On AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME`` is set) at import, so its cost falls in the init
+  phase; a failed load raises, so Lambda reports an init error (and counts the invocations
+  that hit it in its Errors metric) instead of a function that answers 500 forever.
+* Elsewhere (functions-framework, tests) at the first request of each process, under a lock:
+  gunicorn imports the entry point in its master and forks workers from it, and an
+  onnxruntime session must never cross a fork (its thread pool does not survive it: the
+  worker aborts at exit). A failed load there is logged once and the process answers every
+  request with a 500 saying so (health check included), which Cloud Run counts as 5xx.
+
+On Lambda every 5xx answer also writes one CloudWatch embedded-metric-format line
+(namespace ``slimbert``, metric ``ServerErrors``, dimension ``FunctionName``), which the SAM
+template's alarm watches: an answered 500 is a success for Lambda's own Errors metric.
 """
 
 from __future__ import annotations
@@ -33,8 +51,10 @@ import json
 import logging
 import math
 import os
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +74,10 @@ from slimbert.runtime.index import (
 log = logging.getLogger(__name__)
 
 BUNDLE_ENV = "SLIMBERT_BUNDLE"
+MANIFEST_SHA256_ENV = "SLIMBERT_MANIFEST_SHA256"
+LAMBDA_ENV = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda (and its emulator) in every sandbox
+METRIC_NAMESPACE = "slimbert"  # the embedded-metric-format namespace of ServerErrors
+SERVER_ERRORS_METRIC = "ServerErrors"
 # handler.py sits at <root>/slimbert/runtime/handler.py; the zip puts the bundle at <root>/bundle.
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 DEFAULT_INDEX = DEFAULT_BUNDLE.parent / "index"
@@ -128,25 +152,44 @@ class Request:
     body: str | bytes | None = None
     base64: bool = False
     payload: Any = _NO_PAYLOAD  # a direct invoke's event, already parsed by Lambda
-    read_body: Callable[[], bytes] | None = None  # read only once the size is known to fit
+    # read_body(n): at most n bytes of a body not read yet (n is the limit + 1, so an
+    # oversized body without a Content-Length is refused after limit + 1 bytes, not buffered).
+    read_body: Callable[[int], bytes] | None = None
     declared_length: int | None = None  # Content-Length, checked before the body is read
 
 
 BUNDLE: Bundle | None = None
 LIMITS = Limits()
 INDEX: VectorIndex | None = None  # the duplicate index, when the function ships one
+LOAD_ERROR: str | None = None  # why the last load failed, for the logs and tests
+_LOADED_PID: int | None = None  # the process that loaded BUNDLE (None: not loaded yet)
+_LOAD_LOCK = threading.Lock()
+
+
+def on_lambda() -> bool:
+    """Whether this process is a Lambda sandbox (or the Lambda emulator's)."""
+    return bool(os.environ.get(LAMBDA_ENV))
+
+
+def _load(source: Path) -> tuple[Bundle, Limits, VectorIndex | None]:
+    limits = Limits.from_env()
+    expected = os.environ.get(MANIFEST_SHA256_ENV, "").strip() or None
+    bundle = load_bundle(source, manifest_sha256=expected)
+    return bundle, limits, load_deployed_index(bundle, DEFAULT_INDEX)
 
 
 def reload(path: str | Path | None = None) -> Bundle | None:
-    """(Re)load the bundle and limits; on failure log why and leave the function answering 500."""
-    global BUNDLE, LIMITS, INDEX
+    """(Re)load the bundle and limits now, in this process.
+
+    On failure the reason is logged (with a traceback only when it is not a
+    :class:`SlimbertError`, which already says what to do) and kept in ``LOAD_ERROR``, and the
+    function answers 500 until the next successful load.
+    """
+    global BUNDLE, LIMITS, INDEX, LOAD_ERROR, _LOADED_PID
     source = Path(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
     try:
-        limits = Limits.from_env()
-        bundle = load_bundle(source)
-        index = load_deployed_index(bundle, DEFAULT_INDEX)
+        bundle, limits, index = _load(source)
     except Exception as exc:
-        # A SlimbertError already says what to do; anything else needs its traceback.
         log.error(
             "the model failed to load from %s: %s",
             source,
@@ -154,8 +197,31 @@ def reload(path: str | Path | None = None) -> Bundle | None:
             exc_info=not isinstance(exc, SlimbertError),
         )
         BUNDLE = INDEX = None
+        LOAD_ERROR, _LOADED_PID = str(exc), os.getpid()
         return None
     BUNDLE, LIMITS, INDEX = bundle, limits, index
+    LOAD_ERROR, _LOADED_PID = None, os.getpid()
+    return bundle
+
+
+def ensure_loaded() -> Bundle | None:
+    """The bundle of this process, loading it on first use (and again in a forked child)."""
+    if os.getpid() != _LOADED_PID:
+        with _LOAD_LOCK:
+            if os.getpid() != _LOADED_PID:
+                reload()
+    return BUNDLE
+
+
+class ModelLoadError(SlimbertError):
+    """The function's model did not load: raised at Lambda init so the platform sees it."""
+
+
+def init_lambda() -> Bundle:
+    """Load at import in a Lambda sandbox; raise :class:`ModelLoadError` when the load fails."""
+    bundle = reload()
+    if bundle is None:
+        raise ModelLoadError(f"the model failed to load: {LOAD_ERROR}")
     return bundle
 
 
@@ -169,13 +235,19 @@ def parse_payload(request: Request, limits: Limits) -> Any:
     limit = limits.max_body_bytes
     too_big = "the request body has {} bytes; the limit is {} (SLIMBERT_MAX_BODY_BYTES)"
     if request.payload is not _NO_PAYLOAD:
-        size = len(json.dumps(request.payload, separators=(",", ":")).encode("utf-8"))
+        size = payload_bytes(request.payload)
         if size > limit:
             raise RequestError(400, too_big.format(size, limit))
         return request.payload
     if request.declared_length is not None and request.declared_length > limit:
         raise RequestError(400, too_big.format(request.declared_length, limit))
-    body = request.read_body() if request.read_body is not None else request.body
+    body = request.read_body(limit + 1) if request.read_body is not None else request.body
+    if body is not None and not isinstance(body, str | bytes):
+        # A hand-made or test event can carry the JSON object itself; HTTP bodies are text.
+        raise RequestError(
+            400,
+            f"the HTTP event's body must be a string holding JSON, not {_json_type(body)}; {USAGE}",
+        )
     if not body:
         raise RequestError(400, f"the request body is empty; {USAGE}")
     if request.base64:
@@ -206,6 +278,36 @@ def parse_payload(request: Request, limits: Limits) -> Any:
         raise RequestError(400, "the request body is JSON nested too deeply") from None
 
 
+def payload_bytes(payload: Any) -> int:
+    """The UTF-8 size of a parsed payload as compact JSON, as an HTTP client would send it.
+
+    Non-ASCII characters count their UTF-8 bytes, not the six of a ``\\u`` escape, so a
+    direct invoke and a function-URL request of the same texts meet the same limit.
+    """
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise RequestError(400, "the request body is JSON nested too deeply") from None
+    except (TypeError, ValueError):  # not JSON at all: only a hand-made event can be
+        raise RequestError(400, f"the event is not a JSON value; {USAGE}") from None
+    # A lone surrogate has no UTF-8 form; counted as its 3 bytes here, refused in parse_texts.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_unicode(text: str, where: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            400,
+            f"{where} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character "
+            f"{exc.start}: it is not valid Unicode; send whole characters (a UTF-16 pair was "
+            "probably split)",
+        ) from None
+
+
 def parse_texts(payload: Any, limits: Limits) -> list[str]:
     """The texts of a request object, or a :class:`RequestError` naming what is wrong."""
     if not isinstance(payload, dict):
@@ -224,6 +326,7 @@ def parse_texts(payload: Any, limits: Limits) -> list[str]:
                 f'"text" has {len(text)} characters; the limit is {limits.max_chars} '
                 "(SLIMBERT_MAX_CHARS)",
             )
+        _check_unicode(text, '"text"')
         return [text]
     if "texts" not in payload:
         raise RequestError(400, f'missing "texts" (a list of strings) or "text"; {USAGE}')
@@ -247,6 +350,7 @@ def parse_texts(payload: Any, limits: Limits) -> list[str]:
                 f"texts[{i}] has {len(text)} characters; the limit is {limits.max_chars} "
                 "(SLIMBERT_MAX_CHARS)",
             )
+        _check_unicode(text, f"texts[{i}]")
     return texts
 
 
@@ -333,6 +437,7 @@ def respond(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
     details stay in the log.
     """
     started = time.perf_counter()
+    ensure_loaded()
     bundle, limits = BUNDLE, LIMITS  # one consistent view even if reload() runs meanwhile
     headers = dict(JSON_HEADERS)
     n_texts = 0
@@ -384,19 +489,44 @@ def respond(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 
 def _lambda_request(event: Any, context: Any) -> Request:
-    request_id = getattr(context, "aws_request_id", None) or new_request_id()
+    request_id = str(getattr(context, "aws_request_id", None) or new_request_id())
     if isinstance(event, dict):
-        http = (event.get("requestContext") or {}).get("http")
+        context_field = event.get("requestContext")
+        http = context_field.get("http") if isinstance(context_field, dict) else None
         if isinstance(http, dict) or "httpMethod" in event:
             method = http.get("method") if isinstance(http, dict) else event.get("httpMethod")
             return Request(
                 platform="aws-http",
                 request_id=request_id,
-                method=str(method or "POST"),
+                method=method if isinstance(method, str) and method else "POST",
                 body=event.get("body"),
-                base64=bool(event.get("isBase64Encoded")),
+                base64=event.get("isBase64Encoded") is True,
             )
     return Request(platform="aws-direct", request_id=request_id, payload=event)
+
+
+def server_error_metric(request: Request, status: int) -> str:
+    """One CloudWatch embedded-metric-format line counting a 5xx answer (``ServerErrors``)."""
+    function = os.environ.get(LAMBDA_ENV) or "unknown"
+    return json.dumps(
+        {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": METRIC_NAMESPACE,
+                        "Dimensions": [["FunctionName"]],
+                        "Metrics": [{"Name": SERVER_ERRORS_METRIC, "Unit": "Count"}],
+                    }
+                ],
+            },
+            "FunctionName": function,
+            SERVER_ERRORS_METRIC: 1,
+            "status": status,
+            "request_id": request.request_id,
+            "platform": request.platform,
+        }
+    )
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -407,6 +537,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         log.exception("cannot read the Lambda event")
         request = Request(platform="aws-direct", request_id=new_request_id(), payload=None)
     status, data, headers = respond(request)
+    if status >= 500:
+        # Its own line on stdout: CloudWatch reads EMF only from a log event that is one JSON
+        # object, and the runtime's logging handler would prefix it.
+        sys.stdout.write(server_error_metric(request, status) + "\n")
+        sys.stdout.flush()
     if request.platform == "aws-http":
         return {
             "statusCode": status,
@@ -417,25 +552,72 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     return data if status == 200 else {**data, "statusCode": status}
 
 
-def gcp_handler(request: Any) -> tuple[str, int, dict[str, str]]:
-    """Google Cloud Functions entry point (functions-framework passes a flask ``Request``)."""
+def _read_at_most(stream: Any, n: int) -> bytes:
+    chunks, left = [], n
+    while left > 0:  # a read may return less than asked before the end
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(bytes(chunk))
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _body_reader(request: Any) -> Callable[[int], bytes] | None:
+    """``read(n)``: at most ``n`` bytes of a flask request's body, never the whole of it.
+
+    ``request.stream`` is the WSGI input, bounded by Content-Length when there is one and the
+    chunked body as it arrives when there is none; ``get_data()`` would buffer all of it.
+    """
+    stream = getattr(request, "stream", None)
+    if stream is not None and callable(getattr(stream, "read", None)):
+        return lambda n: _read_at_most(stream, n)
+    get_data = getattr(request, "get_data", None)
+    return (lambda n: get_data()) if callable(get_data) else None
+
+
+def _body_left(request: Any) -> bool:
+    """Whether the request still has body bytes nobody read (one byte is read to know)."""
+    stream = getattr(request, "stream", None)
+    if stream is None or not callable(getattr(stream, "read", None)):
+        return False
+    try:
+        return bool(stream.read(1))
+    except Exception:  # a client that went away: nothing more will be read either way
+        return False
+
+
+def gcp_handler(request: Any) -> tuple[str | Iterator[str], int, dict[str, str]]:
+    """Google Cloud Functions entry point (functions-framework passes a flask ``Request``).
+
+    Returns ``(body, status, headers)``. The body is a string, except when the request's body
+    was refused unread (over ``SLIMBERT_MAX_BODY_BYTES``): then it is a one-item iterator with
+    its Content-Length set. functions-framework reads the whole rest of a request after a plain
+    response (``read_request``, to spare clients a reset connection), which would buffer a
+    256 MiB body in memory after all; it skips that for a streamed response.
+    """
     try:
         request_headers = getattr(request, "headers", None) or {}
         trace = str(request_headers.get("X-Cloud-Trace-Context") or "").split("/")[0]
         request_id = request_headers.get("Function-Execution-Id") or trace or new_request_id()
         length = getattr(request, "content_length", None)
+        method = getattr(request, "method", None)
         parsed = Request(
             platform="gcp",
             request_id=str(request_id),
-            method=str(getattr(request, "method", None) or "POST"),
-            read_body=getattr(request, "get_data", None),
+            method=method if isinstance(method, str) and method else "POST",
+            read_body=_body_reader(request),
             declared_length=length if isinstance(length, int) else None,
         )
     except Exception:  # a request object unlike flask's must not take the worker down
         log.exception("cannot read the request")
         parsed = Request(platform="gcp", request_id=new_request_id(), payload=None)
     status, data, headers = respond(parsed)
-    return json.dumps(data), status, headers
+    body = json.dumps(data)
+    if _body_left(request):
+        headers["content-length"] = str(len(body.encode("utf-8")))
+        return iter([body]), status, headers
+    return body, status, headers
 
 
 def _configure_logging() -> None:
@@ -451,4 +633,5 @@ def _configure_logging() -> None:
 
 
 _configure_logging()
-reload()
+if on_lambda():
+    init_lambda()  # a model that cannot load fails the sandbox's init, where Lambda shows it

@@ -4,6 +4,12 @@ Every knob is set explicitly rather than left to onnxruntime's defaults: its def
 count is the machine's core count, which inside a container or a Lambda sandbox is the host's
 cores, not the share this process is given; oversubscribing a 1-vCPU quota with 16 threads
 makes every prediction slower.
+
+onnxruntime is imported when the first session is made, not with this module: its import
+starts a thread, and a process that forks after it (gunicorn's master, which imports the
+Cloud Run entry point before forking its workers) leaves each child a copy of that thread's
+state that the child's exit then waits on forever or aborts on (``terminate called after
+throwing std::system_error``). Importing the runtime must stay free of threads.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ import math
 import os
 from pathlib import Path
 from typing import Any
-
-import onnxruntime as ort
 
 from slimbert.errors import ConfigError
 
@@ -125,6 +129,8 @@ def resolve_threads(threads: int | None = None) -> int:
 
 def session_options(threads: int | None = None) -> Any:
     """``onnxruntime.SessionOptions`` with every setting that matters for latency made explicit."""
+    import onnxruntime as ort  # here, not at module level: see the module docstring
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = resolve_threads(threads)
     # One request is one graph run: a second pool for parallel branches only adds threads.
@@ -136,6 +142,8 @@ def session_options(threads: int | None = None) -> Any:
 
 def create_session(model_path: str | Path, threads: int | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` on the CPU; the only place the runtime makes one."""
+    import onnxruntime as ort
+
     options = session_options(threads)
     log.debug("onnx session for %s with %d threads", model_path, options.intra_op_num_threads)
     return ort.InferenceSession(str(model_path), sess_options=options, providers=PROVIDERS)
