@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from runtime_fixtures import LABELS
+from slimbert import lambda_local
 from slimbert.errors import SlimbertError
 from slimbert.lambda_local import (
     LocalGcp,
@@ -69,7 +70,9 @@ def local_lambda(
     except SlimbertError as exc:
         pytest.skip(f"the Lambda emulator is unavailable: {exc}")
     workdir = tmp_path_factory.mktemp("lambda")
-    function = LocalLambda(zip_path, workdir=workdir, python=python312)
+    # INFO: the runtime's "loaded bundle" line is checked below (its default is WARNING).
+    env = {"SLIMBERT_LOG_LEVEL": "INFO"}
+    function = LocalLambda(zip_path, workdir=workdir, python=python312, env=env)
     function.start()
     try:
         yield function
@@ -126,13 +129,23 @@ def test_lambda_stop_ends_the_process_group(
     assert workdir is not None and not workdir.exists()
 
 
-def test_lambda_refuses_a_zip_for_another_architecture(tmp_path: Path) -> None:
+def test_lambda_for_another_architecture_needs_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = "aarch64" if host_arch() == "x86_64" else "x86_64"
     fake = tmp_path / "other.zip"
     with zipfile.ZipFile(fake, "w") as zf:
         zf.writestr(f"numpy/_core/_m.cpython-312-{other}-linux-gnu.so", b"")
-    with pytest.raises(SlimbertError, match="built for"):
+    with pytest.raises(SlimbertError, match=rf"built for \w+, not {host_arch()}"):
+        LocalLambda(fake, arch=host_arch()).start()  # an --arch that is not the zip's
+
+    def no_qemu(arch: str) -> list[str]:
+        raise SlimbertError("a function built for it needs qemu-user", hint="apt-get install")
+
+    monkeypatch.setattr(lambda_local, "emulator", no_qemu)
+    with pytest.raises(SlimbertError, match=r"runs under emulation, and: .*qemu-user") as caught:
         LocalLambda(fake).start()
+    assert caught.value.hint == "apt-get install"
 
 
 def test_gcp_folder_under_functions_framework(

@@ -5,6 +5,10 @@ with the AWS Lambda Runtime Interface Emulator (the binary AWS ships inside the 
 wheel) in front of ``awslambdaric`` (the runtime interface client of the Lambda Python base
 image) on a Python 3.12 interpreter, over HTTP on 127.0.0.1. The emulator starts the runtime
 lazily, so the first invoke is a cold start: process start, imports, bundle load, answer.
+A zip for the other architecture (arm64 on x86_64) runs under qemu-user: the arm64 emulator
+binary and an arm64 Python 3.12 (``$SLIMBERT_PYTHON312_ARM64``) are each started through
+``qemu-aarch64-static`` as a Graviton2 core (see :func:`emulator`); its answers count, its
+timings do not.
 
 ``LocalGcp`` serves a ``gcp-function`` folder with ``functions-framework`` in a Python 3.12
 virtual environment holding the folder's pinned requirements, as Cloud Run functions does.
@@ -74,13 +78,14 @@ def free_port() -> int:
 # -- Python 3.12 and the cached tools ---------------------------------------------------------
 
 
-def _python_version(python: Path) -> tuple[int, int] | None:
+def _python_version(python: Path, emulator: list[str] | None = None) -> tuple[int, int] | None:
+    code = "import sys; print(*sys.version_info[:2])"
     try:
         out = subprocess.run(
-            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            [*(emulator or []), str(python), "-c", code],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
             check=True,
         ).stdout.split()
         return int(out[0]), int(out[1])
@@ -88,8 +93,118 @@ def _python_version(python: Path) -> tuple[int, int] | None:
         return None  # a pyenv shim for an uninstalled version fails here too
 
 
-def find_python312() -> Path:
-    """A Python 3.12 interpreter: ``$SLIMBERT_PYTHON312``, ``python3.12`` on PATH, or pyenv."""
+# qemu-user's name for each Lambda architecture, and the C library root that Debian's cross
+# packages install for it (libc6-arm64-cross, libstdc++6-arm64-cross, libgcc-s1-arm64-cross).
+_QEMU_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
+_CROSS_SYSROOT = {"arm64": "/usr/aarch64-linux-gnu", "x86_64": "/usr/x86_64-linux-gnu"}
+# The core Lambda's arm64 functions run on (Graviton2). Measured with the demo's int8 student:
+# under qemu 7.2's default "max" core (SVE2, i8mm, ...) onnxruntime's arm64 kernels answered
+# other labels than on x86_64 (probabilities up to 0.70 apart); as a Neoverse N1 they agree.
+_QEMU_CPU = {"arm64": "neoverse-n1"}
+# Under emulation every step is several times slower: the function's timeout is stretched so
+# that a cold start (imports, bundle load) is not cut short. Timings there mean nothing.
+EMULATED_TIMEOUT_FACTOR = 20
+
+
+def emulator(arch: str) -> list[str]:
+    """The command prefix that runs a Linux ``arch`` binary here: nothing on an ``arch`` machine.
+
+    On another machine, qemu-user (``qemu-aarch64-static``) with ``-L`` pointing at a root
+    holding that architecture's C and C++ libraries (``$SLIMBERT_SYSROOT_<ARCH>``, else the
+    Debian cross packages' folder). No binfmt_misc registration is needed: every foreign binary
+    is started through qemu explicitly, the emulator's child (the runtime) included.
+    """
+    if arch == host_arch():
+        return []
+    name = _QEMU_ARCH.get(arch)
+    if name is None:
+        raise SlimbertError(f"no emulator is known for {arch!r}")
+    qemu = shutil.which(f"qemu-{name}-static") or shutil.which(f"qemu-{name}")
+    if qemu is None:
+        raise SlimbertError(
+            f"a function built for {arch} needs qemu-user on this {host_arch()} machine",
+            hint="apt-get install qemu-user-static",
+        )
+    variable = f"SLIMBERT_SYSROOT_{arch.upper()}"
+    sysroot = Path(os.environ.get(variable) or _CROSS_SYSROOT[arch])
+    deb = {"arm64": "arm64", "x86_64": "amd64"}[arch]  # Debian's names
+    if not list(sysroot.glob("lib*/ld-linux-*.so*")):
+        raise SlimbertError(
+            f"no {arch} C library under {sysroot} for qemu to load the {arch} binaries with",
+            hint=f"apt-get install libc6-{deb}-cross libstdc++6-{deb}-cross "
+            f"libgcc-s1-{deb}-cross, or set {variable} to an {arch} root",
+        )
+    cpu = ["-cpu", _QEMU_CPU[arch]] if arch in _QEMU_CPU else []
+    return [qemu, *cpu, "-L", str(_emulator_root(arch, sysroot))]
+
+
+# What /proc/cpuinfo says on an AWS Graviton2 (Neoverse N1) for each processor. qemu 7.2 shows
+# an emulated arm64 process this machine's x86 /proc/cpuinfo, and onnxruntime's cpuinfo
+# library then dereferences NULL while importing (checked: SIGSEGV right after reading
+# /sys/devices/system/cpu). qemu looks every absolute path up under its -L root first, so
+# a proc/cpuinfo there is what the function reads.
+_GRAVITON2_CPUINFO = """processor\t: {i}
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm \
+lrcpc dcpop asimddp ssbs
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x3
+CPU part\t: 0xd0c
+CPU revision\t: 1
+
+"""
+
+
+def _emulator_root(arch: str, sysroot: Path) -> Path:
+    """``sysroot`` seen through a cached folder of links to it, plus an arm64 proc/cpuinfo."""
+    if arch != "arm64":
+        return sysroot
+    digest = hashlib.sha256(str(sysroot.resolve()).encode()).hexdigest()[:12]
+    root = cache_root() / "qemu-root" / f"{arch}-{digest}"
+    cpuinfo = root / "proc" / "cpuinfo"
+    count = os.cpu_count() or 1
+    text = "".join(_GRAVITON2_CPUINFO.format(i=i) for i in range(count))
+    if cpuinfo.is_file() and cpuinfo.read_text(encoding="utf-8") == text:
+        return root
+    with _locked(root.with_name(root.name + ".lock")):
+        cpuinfo.parent.mkdir(parents=True, exist_ok=True)
+        for child in sysroot.iterdir():
+            link = root / child.name
+            if child.name != "proc" and not link.is_symlink():
+                link.symlink_to(child.resolve())
+        partial = cpuinfo.with_name("cpuinfo.part")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, cpuinfo)
+    return root
+
+
+def _foreign_python312(arch: str) -> Path:
+    variable = f"SLIMBERT_PYTHON312_{arch.upper()}"
+    env = os.environ.get(variable)
+    if not env:
+        # Checked 2026-12 for arm64: Debian ships python3.11 (bookworm) and 3.13+ (trixie, sid),
+        # no 3.12; PyPI and npm carry no CPython interpreter (portable builds download theirs
+        # from elsewhere at install time). The zip's wheels and bytecode are cp312: no other
+        # minor version can load them.
+        raise SlimbertError(
+            f"no {arch} Python 3.12 to run the {arch} function under emulation",
+            hint=f"set {variable} to a python3.12 built for {arch} (a relocatable build such "
+            "as python-build-standalone's); no package registry reachable here carries one",
+        )
+    if _python_version(Path(env), emulator(arch)) != (3, 12):
+        raise SlimbertError(f"{variable}={env} is not a working {arch} Python 3.12")
+    return Path(env)
+
+
+def find_python312(arch: str | None = None) -> Path:
+    """A Python 3.12 interpreter: ``$SLIMBERT_PYTHON312``, ``python3.12`` on PATH, or pyenv.
+
+    For another architecture than this machine's (``arch``), ``$SLIMBERT_PYTHON312_<ARCH>``:
+    an interpreter built for it, run through :func:`emulator`.
+    """
+    if arch is not None and arch != host_arch():
+        return _foreign_python312(arch)
     env = os.environ.get("SLIMBERT_PYTHON312")
     if env:
         if _python_version(Path(env)) != (3, 12):
@@ -135,8 +250,13 @@ def _run(command: list[str], what: str) -> None:
         )
 
 
-def _venv(kind: str, python: Path, requirements: list[str]) -> Path:
-    """A cached virtual environment holding ``requirements``; returns its interpreter."""
+def _venv(kind: str, python: Path, requirements: list[str], arch: str | None = None) -> Path:
+    """A cached virtual environment holding ``requirements``; returns its interpreter.
+
+    For a foreign ``arch`` the interpreter runs under :func:`emulator`. Its venv is made
+    without pip (ensurepip would start the foreign interpreter directly, which only
+    binfmt_misc could do), and this machine's pip installs that architecture's wheels into it.
+    """
     key = json.dumps([str(python.resolve()), requirements])
     root = cache_root() / "venvs" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     ready = root / ".slimbert-ready"
@@ -148,16 +268,45 @@ def _venv(kind: str, python: Path, requirements: list[str]) -> Path:
             return interpreter
         shutil.rmtree(root, ignore_errors=True)
         log.info("creating %s (once): %s", root, " ".join(requirements))
-        _run([str(python), "-m", "venv", str(root)], f"creating the {kind} environment")
+        run = emulator(arch) if arch else []
+        venv = [*run, str(python), "-m", "venv", *(["--without-pip"] if run else []), str(root)]
+        _run(venv, f"creating the {kind} environment")
         pip = [str(interpreter), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        if run:
+            pip = [*_pip(), "install", "--quiet", *_foreign_pip_target(interpreter, run, arch)]
         _run([*pip, "--only-binary=:all:", *requirements], f"installing {kind} requirements")
         ready.write_text(key, encoding="utf-8")
     return interpreter
 
 
-def lambda_python(python: Path | None = None) -> Path:
-    """Python 3.12 with only ``awslambdaric`` installed, as in the Lambda base image."""
-    return _venv("lambda-py312", python or find_python312(), [f"awslambdaric=={AWSLAMBDARIC_PIN}"])
+def _foreign_pip_target(interpreter: Path, run: list[str], arch: str | None) -> list[str]:
+    """pip options that install ``arch`` wheels for ``interpreter`` into its site-packages."""
+    code = "import sys, sysconfig; print(*sys.version_info[:2], sysconfig.get_path('purelib'))"
+    done = subprocess.run(
+        [*run, str(interpreter), "-c", code], capture_output=True, text=True, check=False
+    )
+    try:
+        major, minor, purelib = done.stdout.split()
+    except ValueError:
+        raise SlimbertError(f"{interpreter} did not start under {run[0]}: {done.stderr}") from None
+    machine = _QEMU_ARCH[arch or host_arch()]
+    options = ["--target", purelib, "--implementation", "cp", "--python-version", major + minor]
+    for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"):
+        options += ["--platform", f"{tag}_{machine}"]
+    return options
+
+
+def lambda_python(python: Path | None = None, arch: str | None = None) -> Path:
+    """Python 3.12 with only ``awslambdaric`` installed, as in the Lambda base image.
+
+    For another ``arch`` than this machine's, the interpreter is that architecture's (from
+    :func:`find_python312`, unless ``python`` is given) and runs under :func:`emulator`.
+    """
+    arch = arch or host_arch()
+    kind = "lambda-py312" if arch == host_arch() else f"lambda-py312-{arch}"
+    python = python or find_python312(arch)
+    foreign = arch if arch != host_arch() else None
+    return _venv(kind, python, [f"awslambdaric=={AWSLAMBDARIC_PIN}"], foreign)
 
 
 def rie_binary(arch: str = "x86_64") -> Path:
@@ -374,9 +523,12 @@ class LocalLambda(_LocalFunction):
         memory_mb: int | None = None,
         timeout_s: int | None = None,
         python: Path | None = None,
+        arch: str | None = None,
     ) -> None:
         super().__init__(port=port, env=env)
         self.package_zip = Path(package_zip)
+        self.arch = arch  # checked against the zip's; None: whatever it was built for
+        self.emulated = False  # set by start(): True when it runs under qemu
         self.workdir = Path(workdir) if workdir is not None else None
         settings = _template_settings(self.package_zip)
         self.memory_mb = memory_mb or settings.get("memory_mb") or 1024
@@ -392,12 +544,24 @@ class LocalLambda(_LocalFunction):
     def start(self) -> float:
         """Unzip into a clean ``<workdir>/task`` and start the emulator; returns seconds."""
         arch = _zip_arch(self.package_zip) or host_arch()
-        if arch != host_arch():
+        if self.arch is not None and self.arch != arch:
             raise SlimbertError(
-                f"{self.package_zip.name} is built for {arch}; this machine is {host_arch()}",
-                hint=f"package with --arch {host_arch()} to run it here",
+                f"{self.package_zip.name} is built for {arch}, not {self.arch}",
+                hint=f"package it with --arch {self.arch}, or leave --arch out",
             )
-        python = lambda_python(self.python)
+        try:
+            prefix = emulator(arch)  # [] on a machine of the zip's architecture
+            python = lambda_python(self.python, arch)
+        except SlimbertError as exc:
+            raise SlimbertError(
+                f"{self.package_zip.name} is built for {arch}; this machine is {host_arch()}, "
+                f"so it runs under emulation, and: {exc.message}",
+                hint=exc.hint or f"or package with --arch {host_arch()} to run it natively",
+            ) from exc
+        self.emulated = bool(prefix)
+        if self.emulated:
+            self.timeout_s *= EMULATED_TIMEOUT_FACTOR
+            log.warning("running the %s function under %s: timings mean nothing", arch, prefix[0])
         rie = rie_binary(arch)
         if self.workdir is None:
             self._own_workdir = Path(tempfile.mkdtemp(prefix="slimbert-lambda-"))
@@ -414,12 +578,13 @@ class LocalLambda(_LocalFunction):
                     path.chmod(mode)
         self.port = self.port or free_port()
         command = [
-            str(rie),
+            *prefix, str(rie),
             "--log-level", "error",
             "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
             # Its default 127.0.0.1:9001 would clash between two emulators on one machine.
             "--runtime-api-address", f"127.0.0.1:{free_port()}",
-            str(python), "-m", "awslambdaric", LAMBDA_HANDLER,
+            # Under qemu the emulator's child is started through qemu too (no binfmt_misc).
+            *prefix, str(python), "-m", "awslambdaric", LAMBDA_HANDLER,
         ]  # fmt: skip
         seconds = self._spawn(command, task, self._environment(task), workdir / "function.log")
         log.info("Lambda emulator for %s on port %d (pid %s)", task, self.port, self.pid)
