@@ -3,6 +3,7 @@ missing inputs name the command to run, and the README is refilled between its m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,13 @@ import pytest
 
 from slimbert.errors import ConfigError, DataError
 from slimbert.report import (
+    BENCH_MEMORY_MB,
     README_END,
     README_START,
     ReportOptions,
     build_report,
     find_results,
+    lambda_gaps,
     read_lambda,
     update_readme,
 )
@@ -24,6 +27,8 @@ from slimbert.report import (
 pytest.importorskip("matplotlib")
 
 OLD, NEW = "20250101T000000Z", "20250201T000000Z"
+PARTIAL = "20250301T000000Z"  # newer than NEW, but it re-measured one memory size only
+REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = [
     "latency.png",
@@ -31,6 +36,7 @@ PLOTS = [
     "cost_per_million.png",
     "monthly_cost.png",
     "package_size.png",
+    "quality.png",
 ]
 MACHINE = {"processor": "x86_64", "cpus_usable": 2, "python": "3.11.9", "versions": {}}
 
@@ -65,8 +71,9 @@ def _size(mb: int, base_ms: float, seed: int, oom: bool = False) -> dict[str, An
     }
 
 
-def _lambda(stamp: str, student_ms: float) -> dict[str, Any]:
-    sizes = (512, 1024, 2048)
+def _lambda(
+    stamp: str, student_ms: float, sizes: tuple[int, ...] = BENCH_MEMORY_MB
+) -> dict[str, Any]:
     student = {str(mb): _size(mb, student_ms, mb) for mb in sizes}
     teacher = {str(mb): _size(mb, 150.0, mb + 1, oom=mb == 512) for mb in sizes}
     return {
@@ -82,6 +89,7 @@ def _lambda(stamp: str, student_ms: float) -> dict[str, Any]:
             "teacher": {"kind": "teacher", "memory": teacher},
         },
         "machine": MACHINE,
+        "options": {"memory_mb": list(sizes)},
         "notes": ["below the paper's protocol: a smoke run, not a result to quote"],
     }
 
@@ -213,6 +221,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             results / stamp / "sampler.json", _sampler(stamp, speedup)
         )
         paths[f"lambda-{stamp}"] = _write(results / stamp / "lambda.json", _lambda(stamp, ms))
+    partial = _lambda(PARTIAL, 5.0, sizes=(1024,))
+    paths[f"lambda-{PARTIAL}"] = _write(results / PARTIAL / "lambda.json", partial)
     paths["serving"] = _write(results / OLD / "serving.json", _serving(OLD))
     paths["sizes"] = _write(root / "runs/package/slimbert-aws-lambda-x86_64.sizes.json", _sizes())
     paths["eval"] = _write(root / "runs/eval.json", _eval())
@@ -387,3 +397,117 @@ def test_readme_without_markers_is_an_error(tree: dict[str, Path], tmp_path: Pat
     assert readme.read_text(encoding="utf-8") == "# Project\n\nNo markers here.\n"
     with pytest.raises(DataError, match="cannot read it"):
         update_readme(tmp_path / "missing.md", "| a |")
+
+
+# -- which benchmark run, and reports that cannot mislead -------------------------------------
+
+
+def test_a_newer_partial_run_is_passed_over_with_a_note(
+    tree: dict[str, Path], full: dict[str, Any]
+) -> None:
+    notes: list[str] = []
+    found = find_results([tree["results"]], notes=notes)
+    assert [s.path for s in found["lambda"]] == [tree[f"lambda-{NEW}"]]
+    assert len(notes) == 1 and str(tree[f"lambda-{PARTIAL}"]) in notes[0]
+    assert "no result at 512, 1769, 3008 MB (measured: 1024)" in notes[0]
+    # The report says so too, and its latency table still has every size.
+    assert any("passed over as incomplete" in n for n in full["notes"])
+    md = Path(full["report"]).read_text(encoding="utf-8")
+    assert all(f"| student | {mb} |" in md for mb in BENCH_MEMORY_MB)
+
+
+def test_a_named_run_is_used_even_when_partial(tree: dict[str, Path], tmp_path: Path) -> None:
+    result = build_report(ReportOptions(results=tree["results"] / PARTIAL, out=tmp_path / "r"))
+    assert result["sources"]["lambda"] == [str(tree[f"lambda-{PARTIAL}"])]
+    assert any("used as named but is incomplete" in n for n in result["notes"])
+
+
+def test_asking_for_other_sizes_changes_what_is_complete(tree: dict[str, Path]) -> None:
+    found = find_results([tree["results"]], memory_mb=(1024,))
+    assert [s.path for s in found["lambda"]] == [tree[f"lambda-{PARTIAL}"]]
+    assert ReportOptions.from_dict({"memory_mb": "512,1024"}).memory_mb == (512, 1024)
+
+
+def test_a_failed_size_makes_a_run_incomplete_but_an_oom_does_not() -> None:
+    doc = _lambda(NEW, 30.0)
+    assert lambda_gaps(doc) == []  # the teacher's OOM at 512 MB is a result
+    doc["functions"]["student-lambda"]["memory"]["1769"] = {"oom": False, "error": "timeout"}
+    assert lambda_gaps(doc) == [
+        "student-lambda has no result at 1769 MB (measured: 512, 1024, 3008)"
+    ]
+    asked_more = _lambda(NEW, 30.0)
+    asked_more["options"]["memory_mb"] = [*BENCH_MEMORY_MB, 4096]
+    assert "4096" in lambda_gaps(asked_more)[0]
+
+
+def test_bench_memory_sizes_match_the_benchmark_default() -> None:
+    pytest.importorskip("slimbert.bench_lambda")
+    from slimbert.bench_lambda import BenchLambdaOptions
+
+    assert BenchLambdaOptions().memory_mb == BENCH_MEMORY_MB
+
+
+def test_plots_say_whose_timings_and_which_prices(full: dict[str, Any]) -> None:
+    from slimbert.prices import load_prices
+    from slimbert.report import PlatformCost, _timings_label, quality_points
+
+    own = PlatformCost("aws-lambda-x86_64", "aws-lambda-x86_64", {}, {}, {}, 512, None)
+    other = dataclasses.replace(own, platform="gcp-functions-gen2")
+    assert _timings_label(own) == "aws-lambda-x86_64 (its own timings)"
+    assert _timings_label(other) == "gcp-functions-gen2 (reuses aws-lambda-x86_64 timings)"
+    assert load_prices().vm().as_of  # the VM line's label carries its date
+    label, points, left_out = quality_points(_eval())
+    assert label == "macro-F1" and [p[0] for p in points] == [
+        "teacher (torch)",
+        "bundle (onnx-qint8)",
+    ]
+    assert points[1][1:] == (1.4, 0.6987, 15.7)
+    assert left_out == ["vader (lexicon): no latency measured"]
+    md = Path(full["report"]).read_text(encoding="utf-8")
+    assert "Not in the plot: vader (lexicon): no latency measured." in md
+    embedders = {
+        "models": [
+            {
+                "name": "mini",
+                "kind": "sbert",
+                "size_mb": 90.0,
+                "latency_ms": {"p50": 3.0},
+                "spearman": {"a": 80.0, "b": 70.0},
+            }
+        ]
+    }
+    assert quality_points(embedders)[:2] == (
+        "Spearman ×100 (mean over the pair sets)",
+        [("mini (sbert)", 3.0, 75.0, 90.0)],
+    )
+
+
+def _results_rows(readme_text: str) -> list[str]:
+    """The README's results-table rows whose source is a committed bench/results file."""
+    block = readme_text.split(README_START)[1].split(README_END)[0]
+    return [line for line in block.splitlines() if "| `bench/results/" in line]
+
+
+def test_the_committed_readme_table_is_regenerated_from_the_committed_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`slimbert report --readme` on the committed bench/results folder (no folder named)
+    reproduces the committed table: the newest one-size re-measurement is passed over. Rows
+    whose source is a run folder (runs/, ignored by git) change whenever it is rebuilt, so only
+    the rows citing committed files are compared."""
+    if not (REPO / "bench" / "results").is_dir() or README_START not in (
+        readme := (REPO / "README.md").read_text(encoding="utf-8")
+    ):
+        pytest.skip("no committed bench/results or README results table here")
+    monkeypatch.chdir(REPO)  # the table cites paths relative to the repository
+    copy = tmp_path / "README.md"
+    copy.write_text(readme, encoding="utf-8")
+    runs = Path("runs/sentiment")
+    inputs = (runs,) if (runs / "eval.json").is_file() else ()
+    options = ReportOptions(
+        results=Path("bench/results"), inputs=inputs, out=tmp_path / "r", readme=copy
+    )
+    build_report(options)
+    regenerated = copy.read_text(encoding="utf-8")
+    assert _results_rows(regenerated) == _results_rows(readme)
+    assert "$0.24 at 512 MB" in "".join(_results_rows(regenerated))

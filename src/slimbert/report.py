@@ -2,15 +2,20 @@
 
 For each benchmark the newest results file under a results root is used (``sampler.json``,
 ``serving.json``, ``lambda.json`` per platform), with package size reports (``*.sizes.json``),
-``eval.json`` and ``invoke.json`` found there or under ``inputs``. The report
-(``report.md`` and PNG plots, written atomically) holds:
+``eval.json`` and ``invoke.json`` found there or under ``inputs``. A ``lambda.json`` counts only
+when its run is complete: it measured every memory size it asked for and every size the report
+needs (``memory_mb``, by default the sizes ``slimbert bench lambda`` measures), so a newer
+one-size re-measurement never replaces the full sweep behind the plots and the README. A
+``<timestamp>`` folder or file named in ``results`` or ``inputs`` is used as it is, complete or
+not, with a note. The report (``report.md`` and PNG plots, written atomically) holds:
 
 1. latency quantiles against memory size per model and platform (the paper's Figure 3);
 2. cold-start distributions per memory size and model;
 3. cost per 1M predictions against memory size per platform (:mod:`slimbert.cost`);
 4. monthly cost against traffic next to the always-on VM;
 5. the package size by component against Lambda's limits;
-6. tables for the sampler, serving, Lambda and cost results and the models' quality.
+6. tables for the sampler, serving, Lambda and cost results and the models' quality, with a
+   plot of every evaluated model's quality against its latency and size.
 
 Every table cites the file it came from, its date and machine; a section whose input is
 missing says which command to run. :func:`update_readme` puts the key figures between the
@@ -69,6 +74,9 @@ KINDS = {
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")  # benchmarks.results_dir
 _BASELINE_KEYS = ("teacher", "torch_teacher", "baseline")  # hand-made lambda.json files
 SIZE_PARTS = ("numpy", "onnxruntime", "tokenizers", "other libraries", "model", "code")
+# The sizes `slimbert bench lambda` measures by default (BenchLambdaOptions.memory_mb; a test
+# keeps the two equal): a run that measured fewer is a partial re-measurement.
+BENCH_MEMORY_MB = (512, 1024, 1769, 3008)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +93,11 @@ class ReportOptions(Options):
     inputs: tuple[Path, ...] = ()  # more files or folders (eval.json, *.sizes.json, invoke.json)
     p99_target_ms: float = 100.0
     prices: Path | None = None
+    # Memory sizes a lambda.json must have measured to be used; () : BENCH_MEMORY_MB.
+    memory_mb: tuple[int, ...] = ()
 
     def validate(self) -> None:
+        check(all(mb > 0 for mb in self.memory_mb), "memory_mb sizes must be positive")
         check(len(self.requests_per_month) > 0, "requests_per_month needs at least one value")
         check(all(r > 0 for r in self.requests_per_month), "requests_per_month must be positive")
         check(self.p99_target_ms > 0, "p99_target_ms must be positive")
@@ -127,10 +138,22 @@ class Source:
 # -- finding the latest results ---------------------------------------------------------------
 
 
-def find_results(roots: Iterable[Path]) -> dict[str, list[Source]]:
+def find_results(
+    roots: Iterable[Path],
+    *,
+    memory_mb: Sequence[int] = BENCH_MEMORY_MB,
+    notes: list[str] | None = None,
+) -> dict[str, list[Source]]:
     """The newest file of each kind under ``roots`` (for ``lambda``: per platform and arch;
-    for ``sizes``: per package name)."""
-    latest: dict[str, dict[str, Source]] = {kind: {} for kind in KINDS}
+    for ``sizes``: per package name).
+
+    A ``lambda.json`` must be complete (:func:`lambda_gaps` finds nothing missing against
+    ``memory_mb``) unless it lies in a root that names one run (a ``<timestamp>`` folder or the
+    file itself); when no run of a platform is complete, the newest is used. Why a newer run was
+    passed over, or an incomplete one used, is appended to ``notes``.
+    """
+    candidates: dict[str, dict[str, list[Source]]] = {kind: {} for kind in KINDS}
+    pinned: set[Path] = set()
     for root in roots:
         root = Path(root)
         for kind, (pattern, _, _) in KINDS.items():
@@ -142,11 +165,86 @@ def find_results(roots: Iterable[Path]) -> dict[str, list[Source]]:
                 source = _load(kind, path)
                 if source is None:
                     continue
-                group = _group(source)
-                old = latest[kind].get(group)
-                if old is None or (source.when, str(path)) > (old.when, str(old.path)):
-                    latest[kind][group] = source
-    return {kind: [groups[g] for g in sorted(groups)] for kind, groups in latest.items()}
+                candidates[kind].setdefault(_group(source), []).append(source)
+                if root.is_file() or _STAMP.match(root.name):
+                    pinned.add(path)
+    latest: dict[str, list[Source]] = {}
+    for kind, groups in candidates.items():
+        chosen = []
+        for group in sorted(groups):
+            newest_first = sorted(
+                {s.path: s for s in groups[group]}.values(),
+                key=lambda s: (s.when, str(s.path)),
+                reverse=True,
+            )
+            if kind == "lambda":
+                chosen.append(_complete_run(newest_first, memory_mb, pinned, notes))
+            else:
+                chosen.append(newest_first[0])
+        latest[kind] = chosen
+    return latest
+
+
+def lambda_gaps(doc: Mapping[str, Any], memory_mb: Sequence[int] = BENCH_MEMORY_MB) -> list[str]:
+    """What keeps a ``lambda.json`` from being a complete run: each function's sizes that it
+    asked for (``options.memory_mb``) or ``memory_mb`` names but that have no result. A size
+    that ran out of memory is a result; one that failed otherwise is not. [] when complete."""
+    options = doc.get("options")
+    asked = options.get("memory_mb") if isinstance(options, dict) else None
+    functions = doc["functions"] if isinstance(doc.get("functions"), dict) else {}
+    blocks: dict[str, Any] = {str(k): v for k, v in functions.items()}
+    if not blocks:
+        blocks = {"student": doc.get("memory")}
+        blocks.update({k: doc[k] for k in _BASELINE_KEYS if isinstance(doc.get(k), dict)})
+    gaps = []
+    for name, block in blocks.items():
+        entries: dict[str, dict[int, dict[str, Any]]] = {}
+        _add_model(entries, name, block)
+        sizes = entries.get(name, {})
+        wanted = set(memory_mb) | set(asked if isinstance(asked, list) else sizes)
+        missing = sorted(
+            mb
+            for mb in wanted
+            if mb not in sizes or (sizes[mb].get("error") and not sizes[mb].get("oom"))
+        )
+        if missing:
+            measured = sorted(set(sizes) - set(missing))
+            gaps.append(
+                f"{name} has no result at {', '.join(map(str, missing))} MB (measured: "
+                f"{', '.join(map(str, measured)) or 'none'})"
+            )
+    return gaps
+
+
+def _complete_run(
+    newest_first: Sequence[Source],
+    memory_mb: Sequence[int],
+    pinned: set[Path],
+    notes: list[str] | None,
+) -> Source:
+    """The newest complete (or named) run of one platform, noting the runs passed over."""
+    skipped: list[str] = []
+    chosen = None
+    for source in newest_first:
+        gaps = lambda_gaps(source.doc, memory_mb)
+        if not gaps:
+            chosen = source
+            break
+        if source.path in pinned:
+            chosen = source
+            skipped.append(f"{source.path} is used as named but is incomplete: {'; '.join(gaps)}")
+            break
+        skipped.append(f"{source.path} passed over as incomplete: {'; '.join(gaps)}")
+    if chosen is None:  # nothing complete: the newest, said to be partial
+        chosen = newest_first[0]
+        skipped.append(
+            f"no complete lambda run for {_group(chosen)}; using the newest, {chosen.path}"
+        )
+    if notes is not None:
+        notes.extend(skipped)
+    for line in skipped:
+        log.warning("report: %s", line)
+    return chosen
 
 
 def _load(kind: str, path: Path) -> Source | None:
@@ -452,7 +550,7 @@ def plot_cold_starts(
 
 
 def plot_cost(costs: Sequence[PlatformCost], path: Path) -> Path:
-    fig, (ax,) = _figure()
+    fig, (ax,) = _figure(width=10.0)
     models = list(dict.fromkeys(m for c in costs for m in c.per_million))
     styles = ["-", "--", "-.", ":"]
     for i, c in enumerate(costs):
@@ -464,23 +562,36 @@ def plot_cost(costs: Sequence[PlatformCost], path: Path) -> Path:
             best = c.cheapest
             ax.plot([best["memory_mb"]], [best["cost_per_million_usd"]], "*", ms=14, color=f"C{i}")
     _memory_axis(ax, [mb for c in costs for p in c.per_million.values() for mb in p], "$ per 1M")
-    ax.set_title("Cost per 1M predictions (star: cheapest meeting the p99 target)", fontsize=10)
+    ax.set_title(
+        "Cost per 1M predictions (star: cheapest meeting the p99 target);\n"
+        "each platform's prices are applied to the timings its legend entry names",
+        fontsize=9,
+    )
     _legend(
         fig,
         [
-            *((c.platform, f"C{i}", "-o") for i, c in enumerate(costs)),
+            *((_timings_label(c), f"C{i}", "-o") for i, c in enumerate(costs)),
             *((m, "black", styles[j % len(styles)]) for j, m in enumerate(models)),
         ],
     )
     return _save(fig, path)
 
 
-def plot_monthly(costs: Sequence[PlatformCost], vm_usd: float, vm_name: str, path: Path) -> Path:
-    fig, (ax,) = _figure()
+def _timings_label(c: PlatformCost) -> str:
+    """A cost line's legend entry: its platform and whose measured durations it prices."""
+    if c.measured_on == c.platform:
+        return f"{c.platform} (its own timings)"
+    return f"{c.platform} (reuses {c.measured_on} timings)"
+
+
+def plot_monthly(costs: Sequence[PlatformCost], table: PriceTable, path: Path) -> Path:
+    """Monthly cost per platform against traffic, and the always-on VM as a dated line."""
+    vm = table.vm()
+    fig, (ax,) = _figure(width=10.0)
     for i, c in enumerate(costs):
         xs = sorted(c.monthly)
         ax.plot(xs, [c.monthly[x] for x in xs], marker="o", color=f"C{i}")
-    ax.axhline(vm_usd, color="black", ls="--")
+    ax.axhline(vm.monthly_usd, color="black", ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log(ax.yaxis)
@@ -491,10 +602,15 @@ def plot_monthly(costs: Sequence[PlatformCost], vm_usd: float, vm_name: str, pat
         fig,
         [
             *(
-                (f"{c.platform} at {c.monthly_memory_mb} MB", f"C{i}", "-o")
+                (
+                    f"{_timings_label(c)} at {c.monthly_memory_mb} MB, prices as of "
+                    f"{table.platform(c.platform).as_of}",
+                    f"C{i}",
+                    "-o",
+                )
                 for i, c in enumerate(costs)
             ),
-            (f"VM {vm_name}: ${vm_usd:,.2f}", "black", "--"),
+            (f"VM {vm.key}: ${vm.monthly_usd:,.2f}/month, price as of {vm.as_of}", "black", "--"),
         ],
     )
     return _save(fig, path)
@@ -518,6 +634,54 @@ def plot_sizes(reports: Sequence[Source], path: Path) -> Path:
         ax.tick_params(axis="x", labelsize=7, rotation=15)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles[::-1], labels[::-1], loc="outside right upper", fontsize=7)
+    return _save(fig, path)
+
+
+def quality_points(
+    doc: Mapping[str, Any],
+) -> tuple[str, list[tuple[str, float, float, float]], list[str]]:
+    """(quality label, [(model, p50 ms, quality, weights MB)], models left out and why) of an
+    eval.json: macro-F1 for classifiers, mean Spearman ×100 over the pair sets for embedders."""
+    models = [m for m in doc.get("models", []) if isinstance(m, dict)]
+    classifiers = any(isinstance(m.get("macro_f1"), int | float) for m in models)
+    label = "macro-F1" if classifiers else "Spearman ×100 (mean over the pair sets)"
+    points, left_out = [], []
+    for m in models:
+        name = str(m.get("name") or m.get("model"))
+        name = f"{Path(name).name or name} ({m['kind']})" if m.get("kind") else Path(name).name
+        if classifiers:
+            quality = _stat(m.get("macro_f1"), "")
+        else:
+            rhos = [v for v in (m.get("spearman") or {}).values() if isinstance(v, int | float)]
+            quality = float(np.mean(rhos)) if rhos else None
+        p50, size = _stat(m.get("latency_ms"), "p50"), _stat(m.get("size_mb"), "")
+        if quality is None or p50 is None or p50 <= 0:
+            why = "no quality score" if quality is None else "no latency measured"
+            left_out.append(f"{name}: {why}")
+            continue
+        points.append((name, p50, quality, size or 0.0))
+    return label, points, left_out
+
+
+def plot_quality(label: str, points: Sequence[tuple[str, float, float, float]], path: Path) -> Path:
+    """Quality against p50 latency, one labelled point per model, its area by weights MB."""
+    fig, (ax,) = _figure()
+    largest = max(size for *_, size in points) or 1.0
+    for i, (name, p50, quality, size) in enumerate(points):
+        ax.scatter([p50], [quality], s=30 + 600 * size / largest, color=f"C{i}", alpha=0.6)
+        ax.annotate(
+            f"{name}, {size:.1f} MB",
+            (p50, quality),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=7,
+        )
+    ax.set_xscale("log")
+    _log(ax.xaxis)
+    ax.set_xlabel("p50 latency per text (ms, 1 thread)")
+    ax.set_ylabel(label)
+    ax.set_title("Quality against latency; marker area: weights MB", fontsize=10)
+    ax.margins(0.2)
     return _save(fig, path)
 
 
@@ -746,7 +910,7 @@ def _cost_sections(
 
     w.section("4. Monthly cost against traffic")
     vm = table.vm()
-    w.plot(plot_monthly(costs, vm.monthly_usd, vm.key, w.out / "monthly_cost.png"), "monthly cost")
+    w.plot(plot_monthly(costs, table, w.out / "monthly_cost.png"), "monthly cost")
     traffic = list(options.requests_per_month)
     rows = [
         f"{c.platform} at {c.monthly_memory_mb} MB | "
@@ -873,6 +1037,11 @@ def _eval_section(w: _Writer, found: Sequence[Source]) -> None:
         left=2,
     )
     w.add(f"On `{s.doc.get('data')}` ({s.doc.get('rows')} rows).", "")
+    label, points, left_out = quality_points(s.doc)
+    if points:
+        w.plot(plot_quality(label, points, w.out / "quality.png"), "quality, latency and size")
+        if left_out:
+            w.add("Not in the plot: " + "; ".join(left_out) + ".", "")
     w.cite([s])
 
 
@@ -1038,7 +1207,12 @@ def _default_out(results: Path, found: Mapping[str, list[Source]]) -> Path:
 
 def build_report(options: ReportOptions) -> dict[str, Any]:
     """Write ``report.md`` and its plots from the latest results; update the README if asked."""
-    found = find_results([options.results, *options.inputs])
+    found_notes: list[str] = []
+    found = find_results(
+        [options.results, *options.inputs],
+        memory_mb=options.memory_mb or BENCH_MEMORY_MB,
+        notes=found_notes,
+    )
     if not any(found.values()):
         raise DataError(
             "no benchmark results found",
@@ -1053,7 +1227,7 @@ def build_report(options: ReportOptions) -> dict[str, Any]:
     out = Path(options.out) if options.out is not None else _default_out(options.results, found)
     runs = [read_lambda(s) for s in found["lambda"]]
     costs, notes = price_runs(runs, options, table)
-    notes = [n for run in runs for n in run.notes] + notes
+    notes = found_notes + [n for run in runs for n in run.notes] + notes
     figures = key_figures(found, runs, costs, options.p99_target_ms, table)
     key_md = readme_table(figures)
 
