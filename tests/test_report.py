@@ -145,7 +145,7 @@ def _sizes() -> dict[str, Any]:
         ("model", "bundle", 16),
         ("code", "slimbert", 0.04),
     ]
-    components = [
+    components: list[dict[str, Any]] = [
         {
             "component": c,
             "name": n,
