@@ -249,10 +249,96 @@ def test_bundle_with_changed_file_is_refused(tiny_bundle: Path, tmp_path: Path) 
     broken = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, broken)
     (broken / "tokenizer.json").write_text("{}")
-    with pytest.raises(SlimbertError, match="does not match the sha256"):
+    with pytest.raises(SlimbertError, match=r"tokenizer\.json has 2 bytes"):
+        build_package(PackageOptions(bundle=broken, out=tmp_path / "out"))
+    (broken / "tokenizer.json").write_bytes(b"x" * (tiny_bundle / "tokenizer.json").stat().st_size)
+    with pytest.raises(SlimbertError, match="does not match its sha256"):
         build_package(PackageOptions(bundle=broken, out=tmp_path / "out"))
     with pytest.raises(SlimbertError, match=r"manifest\.json is missing"):
         build_package(PackageOptions(bundle=tmp_path, out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def _edited_bundle(tiny_bundle: Path, tmp_path: Path, edit: Any) -> Path:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    edit(manifest, bundle)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+def _list_secret(manifest: dict[str, Any], bundle: Path) -> None:
+    secret = bundle.parent / "secret.txt"
+    secret.write_text("password")
+    manifest["files"]["../secret.txt"] = {"sha256": sha256(secret), "bytes": 8}
+
+
+def _list_symlink(manifest: dict[str, Any], bundle: Path) -> None:
+    secret = bundle.parent / "secret.txt"
+    secret.write_text("password")
+    (bundle / "notes.txt").symlink_to(secret)
+    manifest["files"]["notes.txt"] = {"sha256": sha256(secret), "bytes": 8}
+
+
+def _list_absolute(manifest: dict[str, Any], bundle: Path) -> None:
+    manifest["files"]["/etc/hostname"] = {"sha256": "0" * 64, "bytes": 1}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(_list_secret, r"'\.\./secret\.txt' is not a path inside", id="dotdot"),
+        pytest.param(_list_absolute, r"'/etc/hostname' is not a path inside", id="absolute"),
+        pytest.param(_list_symlink, "notes.txt is not a file inside", id="symlink-out"),
+    ],
+)
+@pytest.mark.parametrize("target", ["aws-lambda", "gcp-function"])
+def test_manifest_cannot_ship_files_outside_the_bundle(
+    tiny_bundle: Path, tmp_path: Path, edit: Any, message: str, target: str
+) -> None:
+    bundle = _edited_bundle(tiny_bundle, tmp_path, edit)
+    out = tmp_path / "out"
+    options = PackageOptions(bundle=bundle, out=out, target=target)  # type: ignore[arg-type]
+    with pytest.raises(SlimbertError, match=message):
+        build_package(options)
+    # Refused while reading the bundle: no zip, folder or report was written.
+    assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"format": "slimbert-bundle/1", "files": []}', "files must map each file name"),
+        ('{"format": "other/9", "files": {}}', "has format 'other/9'"),
+        ("[" * 100_000, "is not valid JSON"),
+        (b"\xff\xfe{}", "is not valid JSON"),
+    ],
+)
+def test_malformed_manifest_is_a_one_line_error(
+    tiny_bundle: Path, tmp_path: Path, text: str | bytes, message: str
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    path = bundle / "manifest.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(SlimbertError, match=message) as caught:
+        build_package(PackageOptions(bundle=bundle, out=tmp_path / "out"))
+    assert "\n" not in str(caught.value)
+    # The CLI shows it as one line with exit status 1, never a traceback.
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+
+    result = CliRunner().invoke(
+        app, ["package", "--bundle", str(bundle), "--out", str(tmp_path / "cli-out")]
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slimbert: error:"), result.output
+    assert message.split("'")[0] in lines[0]
 
 
 def test_sam_template(lambda_package: tuple[Path, dict[str, Any]]) -> None:
@@ -267,8 +353,43 @@ def test_sam_template(lambda_package: tuple[Path, dict[str, Any]]) -> None:
     assert props["CodeUri"] == zip_path.name
     assert (props["MemorySize"], props["Timeout"]) == (1024, 30)
     assert props["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}
-    assert props["Environment"]["Variables"]["SLIMBERT_THREADS"] == "1"
-    assert props["Environment"]["Variables"]["OPENBLAS_NUM_THREADS"] == "1"
+    variables = props["Environment"]["Variables"]
+    assert variables["SLIMBERT_THREADS"] == "1"
+    assert variables["OPENBLAS_NUM_THREADS"] == "1"
+    # The manifest's digest, read from the zip: the runtime checks it at init.
+    with zipfile.ZipFile(zip_path) as zf:
+        manifest_bytes = zf.read("bundle/manifest.json")
+    assert variables["SLIMBERT_MANIFEST_SHA256"] == hashlib.sha256(manifest_bytes).hexdigest()
+    # Per-request INFO lines are an option; WARNING by default.
+    assert variables["SLIMBERT_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    parameters = template["Parameters"]
+    assert parameters["LogLevel"]["Default"] == "WARNING"
+    assert set(parameters["LogLevel"]["AllowedValues"]) == {"WARNING", "INFO"}
+    assert parameters["ReservedConcurrency"]["Default"] == -1
+    assert props["ReservedConcurrentExecutions"] == {
+        "Fn::If": [
+            "HasReservedConcurrency",
+            {"Ref": "ReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    # Alarms: Lambda's Errors and Throttles, and the handler's own 5xx metric (EMF).
+    from slimbert.runtime import handler
+
+    alarms = {
+        name: r["Properties"]
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert watched == {
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        (handler.METRIC_NAMESPACE, handler.SERVER_ERRORS_METRIC),
+    }
+    for alarm in alarms.values():
+        assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]
+        assert alarm["Threshold"] == 1 and alarm["TreatMissingData"] == "notBreaching"
     role = template["Resources"]["FunctionRole"]["Properties"]
     (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -313,6 +434,8 @@ def gcp_package(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> 
 def test_gcp_folder(gcp_package: Path, tiny_bundle: Path) -> None:
     main = (gcp_package / "main.py").read_text()
     assert "from slimbert.runtime.handler import gcp_handler" in main
+    digest = sha256(gcp_package / "bundle" / "manifest.json")
+    assert f'os.environ.setdefault("SLIMBERT_MANIFEST_SHA256", "{digest}")' in main
     assert "def predict(request)" in main and "return gcp_handler(request)" in main
     compile(main, "main.py", "exec")
     requirements = (gcp_package / "requirements.txt").read_text()

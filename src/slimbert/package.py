@@ -55,6 +55,10 @@ FUNCTIONS_FRAMEWORK_PIN = "3.10.2"
 SUPPORTED_PYTHONS = ("3.12",)
 LAMBDA_HANDLER = "slimbert.runtime.handler.lambda_handler"
 GCP_ENTRY_POINT = "predict"
+# Names slimbert.runtime.handler reads or writes (importing it here could load a model).
+MANIFEST_SHA256_ENV = "SLIMBERT_MANIFEST_SHA256"
+METRIC_NAMESPACE = "slimbert"
+SERVER_ERRORS_METRIC = "ServerErrors"
 MIB = 1 << 20
 _PIP_PLATFORM = {"x86_64": "x86_64", "arm64": "aarch64"}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: builds compare equal
@@ -232,9 +236,14 @@ def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[st
     # hash-checking mode): checked against gcp_pins() first.
     read_gcp_lock()
     requirements = gcp_lock_path().read_text(encoding="utf-8")
+    # The manifest's digest lives in main.py, outside the bundle it vouches for; a deploy may
+    # still override it with --set-env-vars. The model loads in each worker at its first
+    # request (never in gunicorn's master), so importing the handler here costs little.
     main = (
         '"""Cloud Run functions entry point written by `slimbert package`."""\n\n'
-        "from slimbert.runtime.handler import gcp_handler\n\n\n"
+        "import os\n\n"
+        f'os.environ.setdefault("{MANIFEST_SHA256_ENV}", "{_manifest_digest(own)}")\n\n'
+        "from slimbert.runtime.handler import gcp_handler  # noqa: E402\n\n\n"
         f"def {GCP_ENTRY_POINT}(request):  # noqa: ANN001, ANN201 - a flask.Request\n"
         "    return gcp_handler(request)\n"
     )
@@ -293,25 +302,30 @@ def _code_entries(root: Path) -> list[_Entry]:
 
 
 def _bundle_entries(bundle: Path) -> list[_Entry]:
+    """The bundle as ``bundle/``, checked by the runtime's own reader as the function will.
+
+    The manifest is data from outside: the runtime's checks refuse a malformed one with a
+    one-line error and a file name that leaves the folder (``../secret.txt``, an absolute
+    path, a symlink out), so nothing but the bundle's own files can reach the package. The
+    manifest's bytes are read once: the zip carries exactly what was checked, and its sha256
+    (``manifest_digest``) is what the template records.
+    """
+    from slimbert.runtime.bundle import read_manifest, verify_files
+
     manifest_path = bundle / "manifest.json"
     if not manifest_path.is_file():
         raise SlimbertError(
             f"{bundle} is not a bundle: manifest.json is missing",
             hint="run `slimbert export` first, or pass --bundle",
         )
-    manifest = read_json(manifest_path)
-    files = manifest.get("files") or {}
-    entries = [_Entry("bundle/manifest.json", "model", "bundle", path=manifest_path)]
-    for rel, facts in sorted(files.items()):
-        path = bundle / rel
-        if not path.is_file():
-            raise SlimbertError(f"{path} is listed in the manifest but missing")
-        if sha256_file(path) != facts.get("sha256"):
-            raise SlimbertError(
-                f"{path} does not match the sha256 in its manifest",
-                hint="re-export the bundle; the function would refuse to load it",
-            )
-        entries.append(_Entry(f"bundle/{rel}", "model", "bundle", path=path))
+    raw = manifest_path.read_bytes()
+    # The digest pins the bytes read above: a manifest changed meanwhile fails the read.
+    manifest = read_manifest(bundle, sha256=hashlib.sha256(raw).hexdigest())
+    verify_files(bundle, manifest)
+    files: dict[str, Any] = manifest["files"]
+    entries = [_Entry("bundle/manifest.json", "model", "bundle", data=raw)]
+    for rel in sorted(files):
+        entries.append(_Entry(f"bundle/{rel}", "model", "bundle", path=bundle / rel))
     listed = {bundle / rel for rel in files} | {manifest_path}
     extra = [p.name for p in bundle.rglob("*") if p.is_file() and p not in listed]
     if extra:
@@ -921,14 +935,35 @@ def lambda_threads(memory_mb: int) -> int:
     return max(1, min(6, memory_mb // 1769))
 
 
-def sam_template(options: PackageOptions, zip_name: str, sha256: str = "n/a") -> str:
+def _manifest_digest(entries: list[_Entry]) -> str:
+    """The sha256 of the ``bundle/manifest.json`` that goes into the package."""
+    (manifest,) = [e for e in entries if e.arcname == "bundle/manifest.json"]
+    return hashlib.sha256(manifest.read()).hexdigest()
+
+
+def sam_template(
+    options: PackageOptions,
+    zip_name: str,
+    sha256: str = "n/a",
+    *,
+    manifest_sha256: str | None = None,
+) -> str:
     """The AWS SAM template (``templates/sam-template.yaml``) filled in for ``options``.
 
-    The function, its URL with IAM auth, a log group with retention, and a role that may only
-    write to that log group.
+    The function, its URL with IAM auth, a log group with retention, a role that may only
+    write to that log group, and alarms on Errors, Throttles and the handler's ServerErrors
+    metric. ``manifest_sha256`` (default: the digest of ``options.bundle``'s manifest, which
+    ``_bundle_entries`` checked) becomes ``SLIMBERT_MANIFEST_SHA256``, checked at init.
     """
+    from slimbert.runtime.bundle import manifest_digest
+
+    if manifest_sha256 is None:
+        manifest_sha256 = manifest_digest(Path(options.bundle))
     text = (_templates() / "sam-template.yaml").read_text(encoding="utf-8")
     return string.Template(text).substitute(
+        manifest_sha256=manifest_sha256,
+        metric_namespace=METRIC_NAMESPACE,
+        server_errors_metric=SERVER_ERRORS_METRIC,
         zip_name=zip_name,
         template_name=Path(zip_name).stem + ".template.yaml",
         name=options.name,
