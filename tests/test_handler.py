@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -355,3 +357,283 @@ def test_gcp_handler_refusals(handler: ModuleType) -> None:
     assert status == 200 and json.loads(body)["status"] == "ok"
     _, status, headers = handler.gcp_handler(FakeFlaskRequest(b"", method="DELETE"))
     assert status == 405 and headers["allow"] == "GET, POST"
+
+
+class StreamRequest(FakeFlaskRequest):
+    """Like flask's: a ``stream`` read as asked, and ``content_length`` None when chunked."""
+
+    def __init__(self, body: bytes, *, chunked: bool = False, **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self.content_length = None if chunked else len(body)
+        self.stream = CountingStream(body)
+
+
+class CountingStream:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.position = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else min(len(self.data), self.position + min(n, 7))
+        chunk, self.position = self.data[self.position : end], end  # short reads, like a socket
+        return chunk
+
+
+def test_gcp_reads_at_most_the_limit_plus_one_byte(handler: ModuleType) -> None:
+    huge = b'{"texts": ["' + b"a" * 10_000_000 + b'"]}'
+    request = StreamRequest(huge, chunked=True)  # no Content-Length to refuse it by
+    body, status, headers = handler.gcp_handler(request)
+    assert status == 400 and request.reads == 0
+    assert request.stream.position == 1001  # SLIMBERT_MAX_BODY_BYTES + 1, never the rest
+    # The answer is streamed, so functions-framework does not read the rest into memory.
+    text = "".join(body)
+    assert "has more than 1000 bytes; the limit is 1000" in json.loads(text)["error"]
+    assert headers["content-length"] == str(len(text.encode()))
+    # Declared too big: refused unread, streamed too.
+    declared = StreamRequest(huge)
+    body, status, _ = handler.gcp_handler(declared)
+    assert status == 400 and declared.stream.position == 0 and not isinstance(body, str)
+    # A body that fits is read to its end and answered as a plain string.
+    fits = StreamRequest(json.dumps(GOOD).encode(), chunked=True)
+    body, status, _ = handler.gcp_handler(fits)
+    assert status == 200 and isinstance(body, str) and labels_of(json.loads(body)) == WANT
+
+
+# -- text that is not Unicode, bodies that are not text, sizes in UTF-8 ----------------------
+
+
+def _status_and_data(handler: ModuleType, path: str, payload: Any) -> tuple[int, dict[str, Any]]:
+    """One request through ``path``: direct, url (function URL), v1 (REST) or gcp."""
+    if path == "direct":
+        out = handler.lambda_handler(payload, CONTEXT)
+        return out.get("statusCode", 200), out
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if path == "gcp":
+        body, status, _ = handler.gcp_handler(
+            StreamRequest(raw.encode("utf-8", "surrogatepass"), chunked=True)
+        )
+        return status, json.loads("".join(body))
+    event = v2_event(raw, url=True) if path == "url" else v1_event(raw)
+    return http_json(handler.lambda_handler(event, CONTEXT))
+
+
+PATHS = ["direct", "url", "v1", "gcp"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        ({"texts": ["\ud800"]}, "texts[0]"),
+        ({"texts": ["good", "bad \udfff awful"]}, "texts[1]"),
+        ({"text": "great \ud83d"}, '"text"'),  # the first half of an emoji's UTF-16 pair
+    ],
+)
+def test_lone_surrogates_are_400_naming_the_text(
+    handler: ModuleType,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    payload: dict[str, Any],
+    where: str,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="slimbert.runtime"):
+        status, data = _status_and_data(handler, path, payload)
+    if path in ("url", "v1"):  # the event's body string itself holds the surrogate
+        assert status == 400, data
+        assert data["error"].startswith("the request body holds a lone surrogate (U+D")
+    else:
+        assert status == 400, data
+        assert data["error"].startswith(f"{where} holds a lone surrogate (U+D")
+        assert "not valid Unicode" in data["error"]
+    assert not [r for r in caplog.records if r.exc_info]  # a refusal, not a traceback
+
+
+@pytest.mark.parametrize("path", ["url", "v1", "gcp"])
+def test_a_surrogate_escape_in_a_json_body_is_400(handler: ModuleType, path: str) -> None:
+    raw = '{"texts": ["good", "\\ud800 x"]}'  # valid JSON text, not valid Unicode
+    if path == "gcp":
+        body, status, _ = handler.gcp_handler(StreamRequest(raw.encode()))
+        data = json.loads("".join(body))
+    else:
+        event = v2_event(raw, url=True) if path == "url" else v1_event(raw)
+        status, data = http_json(handler.lambda_handler(event, CONTEXT))
+    assert status == 400 and data["error"].startswith("texts[1] holds a lone surrogate (U+D800)")
+    # Paired surrogates are one character: scored like the emoji they spell.
+    raw = '{"texts": ["good \\ud83d\\ude00"]}'
+    status, data = http_json(handler.lambda_handler(v1_event(raw), CONTEXT))
+    assert status == 200 and labels_of(data) == ["positive"]
+
+
+@pytest.mark.parametrize("body", [{"texts": ["good"]}, 5, 1.5, True, ["good"], {}])
+@pytest.mark.parametrize("shape", ["v1", "v2"])
+def test_non_string_http_body_is_400(handler: ModuleType, body: Any, shape: str) -> None:
+    event = v1_event(None) if shape == "v1" else v2_event(None)
+    event["body"] = body
+    status, data = http_json(handler.lambda_handler(event, CONTEXT))
+    assert status == 400
+    assert data["error"].startswith("the HTTP event's body must be a string holding JSON")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"requestContext": "text", "texts": ["good"]},
+        {"requestContext": {"http": "POST"}, "texts": ["good"]},
+        {"httpMethod": 7, "body": json.dumps(GOOD)},
+        {"httpMethod": "POST", "body": json.dumps(GOOD), "isBase64Encoded": "false"},
+    ],
+)
+def test_odd_event_shapes_are_read_without_an_exception(
+    handler: ModuleType, caplog: pytest.LogCaptureFixture, event: dict[str, Any]
+) -> None:
+    with caplog.at_level(logging.INFO, logger="slimbert.runtime"):
+        out = handler.lambda_handler(event, CONTEXT)
+    status = out.get("statusCode", 200)
+    assert status == 200, out
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_body_size_is_utf8_bytes_on_every_path(handler: ModuleType, path: str) -> None:
+    # 4 texts of 50 accented letters: 423 bytes of UTF-8, 1223 with \u00e9 escapes.
+    fits = {"texts": ["é" * 50] * 4}
+    assert len(json.dumps(fits, separators=(",", ":"))) > 1000  # what used to be counted
+    status, data = _status_and_data(handler, path, fits)
+    assert status == 200, data
+    # 300 more (600 bytes): over on every path, by the same count.
+    over = {**fits, "pad": "é" * 300}
+    size = len(json.dumps(over, ensure_ascii=False, separators=(",", ":")).encode())
+    status, data = _status_and_data(handler, path, over)
+    if path == "gcp":  # chunked: read up to the limit + 1 byte, so the size is not known
+        size = "more than 1000"  # type: ignore[assignment]
+    assert status == 400 and f"has {size} bytes; the limit is 1000" in data["error"]
+
+
+# -- failures the platform sees ---------------------------------------------------------------
+
+
+def test_5xx_writes_one_embedded_metric_line(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn-test")
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    capsys.readouterr()
+    handler.lambda_handler(GOOD, CONTEXT)
+    handler.lambda_handler({"texts": []}, CONTEXT)  # a 400 is the caller's: no metric
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(handler.BUNDLE, "logits", explode)
+    handler.lambda_handler(GOOD, CONTEXT)
+    http_json(handler.lambda_handler(v2_event(json.dumps(GOOD)), CONTEXT))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        record = json.loads(line)
+        (directive,) = record["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == handler.METRIC_NAMESPACE == "slimbert"
+        assert directive["Dimensions"] == [["FunctionName"]]
+        assert directive["Metrics"] == [{"Name": "ServerErrors", "Unit": "Count"}]
+        assert isinstance(record["_aws"]["Timestamp"], int)
+        assert record["FunctionName"] == "fn-test" and record["ServerErrors"] == 1
+        assert record["status"] == 500 and record["request_id"] == "req-123"
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SLIMBERT_"))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**base, "SLIMBERT_THREADS": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_model_that_fails_to_load_fails_the_lambda_init(bundle_dir: Path, tmp_path: Path) -> None:
+    # In a Lambda sandbox the import is the init: awslambdaric reports what it raises.
+    code = "import slimbert.runtime.handler"
+    failed = _python(code, {"AWS_LAMBDA_FUNCTION_NAME": "f", "SLIMBERT_BUNDLE": str(tmp_path)})
+    assert failed.returncode != 0
+    assert "ModelLoadError: the model failed to load:" in failed.stderr
+    assert "is missing" in failed.stderr
+    good = _python(
+        code + "; import sys; assert slimbert.runtime.handler.BUNDLE is not None",
+        {"AWS_LAMBDA_FUNCTION_NAME": "f", "SLIMBERT_BUNDLE": str(bundle_dir)},
+    )
+    assert good.returncode == 0, good.stderr
+
+
+def test_elsewhere_the_model_loads_at_the_first_request(bundle_dir: Path) -> None:
+    # gunicorn imports the entry point in its master, then forks: nothing may load there, not
+    # even onnxruntime (its import starts a thread that a forked child's exit then waits on).
+    done = _python(
+        "import os, sys, slimbert.runtime.handler as h\n"
+        "assert h.BUNDLE is None and 'onnxruntime' not in sys.modules\n"
+        "assert len(os.listdir('/proc/self/task')) <= 2  # main and OpenBLAS, no more\n"
+        "out = h.lambda_handler({'texts': ['good great']}, None)\n"
+        "assert out['predictions'][0]['label'] == 'positive', out\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    before = h.BUNDLE\n"
+        "    out = h.lambda_handler({'texts': ['bad awful']}, None)\n"
+        "    ok = out['predictions'][0]['label'] == 'negative' and h.BUNDLE is not before\n"
+        "    os._exit(0 if ok else 3)\n"
+        "assert os.waitpid(pid, 0)[1] == 0\n",
+        {"SLIMBERT_BUNDLE": str(bundle_dir)},
+    )
+    assert done.returncode == 0, done.stderr
+
+
+# -- the manifest's own digest ----------------------------------------------------------------
+
+
+def _reversed_labels(bundle_dir: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy whose manifest lists the labels reversed, and the original manifest's sha256."""
+    import hashlib
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(bundle_dir, copy)
+    original = (copy / "manifest.json").read_bytes()
+    manifest = json.loads(original)
+    manifest["labels"] = manifest["labels"][::-1]
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return copy, hashlib.sha256(original).hexdigest()
+
+
+def test_an_edited_manifest_never_answers(
+    handler: ModuleType, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edited, digest = _reversed_labels(bundle_dir, tmp_path)
+    # Why the digest is needed: every file the manifest lists still matches it.
+    monkeypatch.delenv("SLIMBERT_MANIFEST_SHA256", raising=False)
+    assert handler.reload(edited) is not None
+    assert labels_of(handler.lambda_handler(GOOD, CONTEXT)) == ["negative", "positive", "neutral"]
+    # With the digest the package recorded, the load fails and nothing is scored.
+    monkeypatch.setenv("SLIMBERT_MANIFEST_SHA256", digest)
+    assert handler.reload(edited) is None
+    assert "does not match the sha256 recorded when it was packaged" in handler.LOAD_ERROR
+    out = handler.lambda_handler(GOOD, CONTEXT)
+    assert out["statusCode"] == 500 and "predictions" not in out
+    # The untouched bundle matches it (upper case is accepted too).
+    monkeypatch.setenv("SLIMBERT_MANIFEST_SHA256", digest.upper())
+    assert handler.reload(bundle_dir) is not None
+    assert labels_of(handler.lambda_handler(GOOD, CONTEXT)) == WANT
+
+
+def test_an_edited_manifest_fails_the_lambda_init(bundle_dir: Path, tmp_path: Path) -> None:
+    edited, digest = _reversed_labels(bundle_dir, tmp_path)
+    failed = _python(
+        "import slimbert.runtime.handler",
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": "f",
+            "SLIMBERT_BUNDLE": str(edited),
+            "SLIMBERT_MANIFEST_SHA256": digest,
+        },
+    )
+    assert failed.returncode != 0
+    assert "does not match the sha256 recorded when it was packaged" in failed.stderr

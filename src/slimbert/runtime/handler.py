@@ -263,12 +263,18 @@ def parse_payload(request: Request, limits: Limits) -> Any:
     elif isinstance(body, str):
         try:
             raw = body.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates can arrive through an event's JSON
-            raise RequestError(400, "the request body is not valid UTF-8") from None
+        except UnicodeEncodeError as exc:  # lone surrogates can arrive through an event's JSON
+            raise RequestError(
+                400,
+                f"the request body holds a lone surrogate (U+{ord(body[exc.start]):04X}) at "
+                f"character {exc.start}: it is not valid Unicode",
+            ) from None
     else:
         raw = body
     if len(raw) > limit:
-        raise RequestError(400, too_big.format(len(raw), limit))
+        # A body read from a stream stops at limit + 1 bytes: its size is not known.
+        size = f"more than {limit}" if request.read_body is not None else str(len(raw))
+        raise RequestError(400, too_big.format(size, limit))
     try:
         # A str body parses as it is; its bytes were only needed for the size.
         return json.loads(body if isinstance(body, str) and not request.base64 else raw)
@@ -552,39 +558,49 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     return data if status == 200 else {**data, "statusCode": status}
 
 
-def _read_at_most(stream: Any, n: int) -> bytes:
-    chunks, left = [], n
-    while left > 0:  # a read may return less than asked before the end
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        chunks.append(bytes(chunk))
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _body_reader(request: Any) -> Callable[[int], bytes] | None:
-    """``read(n)``: at most ``n`` bytes of a flask request's body, never the whole of it.
+class _FlaskBody:
+    """A flask request's body, read only as far as asked: ``read(n)`` gives at most n bytes.
 
     ``request.stream`` is the WSGI input, bounded by Content-Length when there is one and the
     chunked body as it arrives when there is none; ``get_data()`` would buffer all of it.
     """
-    stream = getattr(request, "stream", None)
-    if stream is not None and callable(getattr(stream, "read", None)):
-        return lambda n: _read_at_most(stream, n)
-    get_data = getattr(request, "get_data", None)
-    return (lambda n: get_data()) if callable(get_data) else None
 
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        stream = getattr(request, "stream", None)
+        self.stream = stream if callable(getattr(stream, "read", None)) else None
+        self.asked: int | None = None  # what read() was asked for, once called
+        self.got = 0
 
-def _body_left(request: Any) -> bool:
-    """Whether the request still has body bytes nobody read (one byte is read to know)."""
-    stream = getattr(request, "stream", None)
-    if stream is None or not callable(getattr(stream, "read", None)):
-        return False
-    try:
-        return bool(stream.read(1))
-    except Exception:  # a client that went away: nothing more will be read either way
-        return False
+    def read(self, n: int) -> bytes:
+        self.asked = n
+        if self.stream is None:  # not flask: a request object that only has get_data()
+            data = bytes(self.request.get_data())
+            self.got = len(data)
+            return data
+        chunks, left = [], n
+        while left > 0:  # a read may return less than asked before the end
+            chunk = self.stream.read(left)
+            if not chunk:
+                break
+            chunks.append(bytes(chunk))
+            left -= len(chunk)
+        self.got = n - left
+        return b"".join(chunks)
+
+    def unread(self) -> bool:
+        """Whether bytes of the body may be left in the connection, unread."""
+        if self.stream is None:
+            return False
+        if self.asked is not None:
+            return self.got >= self.asked  # stopped at the limit, not at the end
+        length = getattr(self.request, "content_length", None)
+        if isinstance(length, int):
+            return length > 0
+        try:  # no Content-Length and never read (a GET, a 405): one byte tells
+            return bool(self.stream.read(1))
+        except Exception:  # a client that went away: nothing more will be read either way
+            return False
 
 
 def gcp_handler(request: Any) -> tuple[str | Iterator[str], int, dict[str, str]]:
@@ -602,19 +618,21 @@ def gcp_handler(request: Any) -> tuple[str | Iterator[str], int, dict[str, str]]
         request_id = request_headers.get("Function-Execution-Id") or trace or new_request_id()
         length = getattr(request, "content_length", None)
         method = getattr(request, "method", None)
+        reader = _FlaskBody(request)
         parsed = Request(
             platform="gcp",
             request_id=str(request_id),
             method=method if isinstance(method, str) and method else "POST",
-            read_body=_body_reader(request),
+            read_body=reader.read,
             declared_length=length if isinstance(length, int) else None,
         )
     except Exception:  # a request object unlike flask's must not take the worker down
         log.exception("cannot read the request")
+        reader = None
         parsed = Request(platform="gcp", request_id=new_request_id(), payload=None)
     status, data, headers = respond(parsed)
     body = json.dumps(data)
-    if _body_left(request):
+    if reader is not None and reader.unread():
         headers["content-length"] = str(len(body.encode("utf-8")))
         return iter([body]), status, headers
     return body, status, headers
