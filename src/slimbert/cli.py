@@ -342,6 +342,22 @@ def _checked_bundle(bundle: Path) -> dict[str, Any]:
     return {}
 
 
+def deploy_command(options: Any, report: dict[str, Any]) -> str:
+    """The command that deploys what ``slimbert package`` just wrote (docs/deploy.md)."""
+    from slimbert.package import GCP_ENTRY_POINT
+
+    if options.target == "gcp-function":
+        return (
+            "Next, deploy it (docs/deploy.md):\n"
+            f"  gcloud functions deploy {options.name} --gen2 --runtime python312 "
+            f"--source {report['package']} --entry-point {GCP_ENTRY_POINT} --trigger-http "
+            f"--no-allow-unauthenticated --memory {options.memory_mb}Mi "
+            f"--timeout {options.timeout_s}s --region REGION"
+        )
+    template = Path(report["package"]).with_name(f"{options.stem}.template.yaml")
+    return f"Next, deploy it (docs/deploy.md):\n  sam deploy --guided --template-file {template}"
+
+
 def _checked_zip(package: Path) -> dict[str, Any]:
     """Fail in one line on an ``invoke --package`` that is missing or not a zip file."""
     import zipfile
@@ -501,6 +517,7 @@ def _register_stages() -> None:
 
         report = _run_stage("package", options)
         out.print(size_table(report))
+        out.print(deploy_command(options, report), soft_wrap=True, highlight=False, markup=False)
 
     @stage_command(CostOptions, "cost", "Cost per 1M predictions and per month, against a VM.")
     def _cost(options: Options) -> None:
@@ -785,6 +802,44 @@ def index_query(
             dup = "" if result["is_duplicate"] is None or rank > 1 else str(result["is_duplicate"])
             table.add_row(result["text"], str(rank), n["id"], f"{n['score']:.4f}", n["text"], dup)
     out.print(table)
+
+
+@app.command("predict")
+@user_errors
+def predict(
+    texts: list[str] | None = typer.Argument(None, help="Texts to score (or --data FILE)."),
+    bundle: Path = typer.Option(..., help="Bundle folder from `slimbert export`."),
+    data: str | None = typer.Option(
+        None, help="A CSV/TSV/JSONL/Parquet file of texts (needs --out)."
+    ),
+    out_file: Path | None = typer.Option(
+        None, "--out", help="Write predictions here (.csv or .jsonl), atomically."
+    ),
+    text_column: str = typer.Option("text", help="Column of --data holding the texts."),
+    id_column: str | None = typer.Option(None, help="Column of --data with row ids."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (the function's answer)."),
+) -> None:
+    """Score texts with an exported bundle in this process, as the deployed function would."""
+    from slimbert.predict import format_answer, predict_file, predict_texts
+
+    if data is not None:
+        if texts:
+            raise ConfigError("give texts or --data, not both")
+        if out_file is None:
+            raise ConfigError("--data needs --out", hint="e.g. --out predictions.csv")
+        summary = predict_file(bundle, data, out_file, text_column=text_column, id_column=id_column)
+        if as_json:
+            out.print_json(data=summary)
+        else:
+            out.print(f"{summary['rows']:,} texts → {summary['out']} ({summary['model']})")
+        return
+    if out_file is not None:
+        raise ConfigError("--out writes the predictions of --data", hint="add --data FILE")
+    answer = predict_texts(bundle, texts or [])
+    if as_json:
+        out.print_json(data=answer)
+    else:
+        out.print(format_answer(answer), soft_wrap=True, highlight=False, markup=False)
 
 
 _register_stages()
