@@ -273,8 +273,8 @@ def parse_payload(request: Request, limits: Limits) -> Any:
         raw = body
     if len(raw) > limit:
         # A body read from a stream stops at limit + 1 bytes: its size is not known.
-        size = f"more than {limit}" if request.read_body is not None else str(len(raw))
-        raise RequestError(400, too_big.format(size, limit))
+        read = f"more than {limit}" if request.read_body is not None else str(len(raw))
+        raise RequestError(400, too_big.format(read, limit))
     try:
         # A str body parses as it is; its bytes were only needed for the size.
         return json.loads(body if isinstance(body, str) and not request.base64 else raw)
