@@ -28,6 +28,9 @@ def write(path: Path, content: str | bytes) -> Path:
     return path
 
 
+TEXT_HINT = "fill in the text, or remove the row"
+
+
 def message(exc: pytest.ExceptionInfo[BaseException]) -> str:
     return str(exc.value)
 
@@ -172,7 +175,7 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.csv"
     with pytest.raises(DataError) as exc:
         load_texts(path)
-    assert message(exc) == f"{path}: file not found"
+    assert message(exc) == f"{path}: file not found (hint: check the path)"
 
 
 def test_missing_text_column_lists_columns_found(tmp_path: Path) -> None:
@@ -216,19 +219,19 @@ def test_empty_text(tmp_path: Path, text: str) -> None:
     path = write(tmp_path / "d.csv", f"text,label\nfine,pos\n{text},neg\n")
     with pytest.raises(DataError) as exc:
         load_texts(path)
-    assert message(exc) == f"{path}, line 3, column 'text': empty text"
+    assert message(exc) == f"{path}, line 3, column 'text': empty text (hint: {TEXT_HINT})"
 
 
 def test_empty_text_in_jsonl_and_parquet(tmp_path: Path) -> None:
     jsonl = write(tmp_path / "d.jsonl", '{"text": "a"}\n\n{"text": null}\n')
     with pytest.raises(DataError) as exc:
         load_texts(jsonl)
-    assert message(exc) == f"{jsonl}, line 3, column 'text': missing text"
+    assert message(exc) == f"{jsonl}, line 3, column 'text': missing text (hint: {TEXT_HINT})"
     parquet = tmp_path / "d.parquet"
     pq.write_table(pa.table({"text": ["a", "b", " "]}), parquet)
     with pytest.raises(DataError) as exc:
         load_texts(parquet)
-    assert message(exc) == f"{parquet}, row 3, column 'text': empty text"
+    assert message(exc) == f"{parquet}, row 3, column 'text': empty text (hint: {TEXT_HINT})"
     assert exc.value.path == str(parquet)
 
 
@@ -268,7 +271,8 @@ def test_empty_files(tmp_path: Path, name: str, content: str, expected: str) -> 
     path = write(tmp_path / name, content)
     with pytest.raises(DataError) as exc:
         load_texts(path)
-    assert message(exc) == f"{path}: {expected}"
+    assert exc.value.message == f"{path}: {expected}"
+    assert exc.value.hint
 
 
 def test_empty_parquet(tmp_path: Path) -> None:
@@ -297,7 +301,8 @@ def test_duplicate_id(tmp_path: Path) -> None:
     path = write(tmp_path / "d.csv", "id,text\na,x\nb,y\na,z\n")
     with pytest.raises(DataError) as exc:
         load_texts(path, id_column="id")
-    assert message(exc) == f"{path}, line 4, column 'id': duplicate id 'a' (also at line 2)"
+    assert exc.value.message == f"{path}, line 4, column 'id': duplicate id 'a' (also at line 2)"
+    assert exc.value.hint == "give every row its own id, or leave out the id column"
 
 
 def test_unknown_suffix_and_format(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
+import yaml
+
 from slimbert.errors import ConfigError
 
 T = TypeVar("T")
@@ -35,6 +37,7 @@ class Options:
             coerced = _coerce(value, hints[field.name], f"{self.stage}.{field.name}")
             if coerced is not value:
                 object.__setattr__(self, field.name, coerced)
+        _check_out(getattr(self, "out", None), f"{self.stage}.out")
         self.validate()
 
     def validate(self) -> None:
@@ -65,7 +68,9 @@ class Options:
         try:
             return cls(**{k.replace("-", "_"): v for k, v in data.items()})
         except TypeError as exc:
-            raise ConfigError(f"stage {cls.stage!r}: {exc}") from exc
+            raise ConfigError(
+                f"stage {cls.stage!r}: {exc}", hint="check the option names and values"
+            ) from exc
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -97,29 +102,31 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: {value!r} is not a valid {_name(hint)}")
+        raise ConfigError(f"{where}: {value!r} is not a valid {_name(hint)}", hint=_example(hint))
     if hint is Path:
         if isinstance(value, str | Path):
             return value if isinstance(value, Path) else Path(value)
-        raise ConfigError(f"{where}: expected a path, got {value!r}")
+        raise ConfigError(f"{where}: expected a path, got {value!r}", hint="e.g. runs/x")
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(
+                f"{where}: expected a list, got {value!r}", hint="e.g. a,b or [a, b] in YAML"
+            )
         item = args[0] if args else Any
         coerced = tuple(_coerce(v, item, where) for v in value)
         return value if isinstance(value, tuple) and coerced == value else coerced
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}", hint="true or false")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {value!r}", hint="e.g. 3")
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return value if isinstance(value, float) else float(value)
@@ -128,17 +135,34 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {value!r}", hint="e.g. 0.5 or 2e-5")
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {value!r}", hint="quote it in YAML")
     if origin is typing.Literal:
         if value in args:
             return value
         choices = ", ".join(repr(a) for a in args)
-        raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        raise ConfigError(
+            f"{where}: {value!r} is not one of {choices}", hint=f"use one of {choices}"
+        )
     return value
+
+
+def _check_out(out: Any, where: str) -> None:
+    """An output path under a regular file (``--out notes.txt/model``) fails now, not after
+    the work is done."""
+    if not isinstance(out, Path):
+        return
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"{where}: {out} is under {parent}, which is a file, not a folder",
+                    hint="choose an output path inside a folder",
+                )
+            return
 
 
 def _name(hint: Any) -> str:
@@ -149,3 +173,77 @@ def check(condition: bool, message: str, hint: str | None = None) -> None:
     """Validation helper for ``Options.validate``."""
     if not condition:
         raise ConfigError(message, hint=hint)
+
+
+def read_yaml_file(path: str | Path, what: str = "options file") -> Any:
+    """The parsed YAML of a user's file; a :class:`ConfigError` with a hint when it cannot be.
+
+    Missing files, folders, text that is not UTF-8 (a latin-1 or binary file) and malformed
+    YAML each fail with one line that names the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist", hint="check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder", hint="pass a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start})",
+            hint="save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {what} {path}: {exc.strerror}", hint="check the path"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{what} {path} holds NUL bytes, not YAML text", hint="pass a YAML file")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed"
+        raise ConfigError(
+            f"{what} {path} is not valid YAML{where}: {problem}",
+            hint="check the indentation, colons and brackets there",
+        ) from None
+
+
+def read_options_file(path: str | Path) -> dict[str, Any]:
+    """A stage's options from a YAML mapping (``--config``); an empty file gives no options."""
+    loaded = read_yaml_file(path, "options file")
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"options file {path} holds a YAML {type(loaded).__name__}, not a mapping",
+            hint="write one `name: value` line per option, e.g. `epochs: 3`",
+        )
+    return {str(k): v for k, v in loaded.items()}
+
+
+_EXAMPLES = {
+    int: "a whole number, e.g. 3",
+    float: "a number, e.g. 0.5",
+    bool: "true or false",
+    str: "text",
+    Path: "a path",
+}
+
+
+def _example(hint: Any) -> str:
+    """What a value of an optional or union type may be, in words, for a hint."""
+    kinds = []
+    for arg in typing.get_args(hint) or (hint,):
+        if arg is type(None):
+            continue
+        if typing.get_origin(arg) is tuple:
+            item = (typing.get_args(arg) or (str,))[0]
+            kinds.append("a comma-separated list, e.g. " + ("0,5" if item is int else "a,b"))
+        else:
+            kinds.append(_EXAMPLES.get(arg, _name(arg)))
+    optional = type(None) in typing.get_args(hint)
+    return "give " + " or ".join(kinds) + (", or leave it out" if optional else "")

@@ -148,7 +148,7 @@ def load_texts(
     if format is not None:
         _format_of(path, format)
     if not path.is_file():
-        hint = None
+        hint = "pass a data file, not a folder" if path.is_dir() else "check the path"
         if isinstance(spec, str) and ":" in spec and not path.exists():
             hint = f"built-in datasets are {', '.join(f'{n}:<split>' for n in builtin_names())}"
         what = "is a directory, not a file" if path.is_dir() else "file not found"
@@ -222,10 +222,16 @@ def _check_label_names(labels: Sequence[str] | None) -> tuple[str, ...] | None:
         raise ConfigError("labels must be a list of names, not one string", hint=f"[{labels!r}]")
     names = tuple(str(name).strip() for name in labels)
     if not names or any(not name for name in names):
-        raise ConfigError(f"labels must be non-empty names, got {list(labels)!r}")
+        raise ConfigError(
+            f"labels must be non-empty names, got {list(labels)!r}",
+            hint="e.g. --labels negative,neutral,positive",
+        )
     duplicated = sorted(name for name, n in Counter(names).items() if n > 1)
     if duplicated:
-        raise ConfigError(f"duplicate label names: {', '.join(duplicated)}")
+        raise ConfigError(
+            f"duplicate label names: {', '.join(duplicated)}",
+            hint="name each label once, e.g. --labels negative,neutral,positive",
+        )
     return names
 
 
@@ -344,6 +350,12 @@ def _load_hub(
 
 
 # -- readers: (columns, [(where, record)]) --------------------------------------------------
+_JSONL_HINT = 'JSON Lines holds one JSON object per line, e.g. {"text": "...", "label": "..."}'
+_TEXT_HINT = "fill in the text, or remove the row"
+_ID_HINT = "give every row an id, or leave out the id column"
+_LABEL_HINT = "write labels as names (positive) or integers (2)"
+
+
 def _decode(path: Path, encoding: str) -> str:
     try:
         codec = codecs.lookup(encoding)
@@ -362,6 +374,14 @@ def _decode(path: Path, encoding: str) -> str:
             line=line,
             hint="pass --encoding (e.g. latin-1)",
         ) from exc
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError(
+            "NUL byte in the text: this looks like a binary or UTF-16 file",
+            path=str(path),
+            line=text.count("\n", 0, nul) + 1,
+            hint="save it as UTF-8 text, or pass --encoding utf-16 if it is UTF-16",
+        )
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -381,6 +401,12 @@ def _read_delimited(
                 continue
             if columns is None:
                 columns = [c.strip() for c in row]
+                doubled = sorted(c for c, n in Counter(columns).items() if n > 1)
+                if doubled:
+                    raise where.error(
+                        f"column {doubled[0]!r} appears more than once in the header",
+                        hint="give every column a distinct name",
+                    )
                 continue
             if len(row) != len(columns):
                 raise where.error(
@@ -393,9 +419,14 @@ def _read_delimited(
             f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}",
             path=name,
             line=reader.line_num,
+            hint="check the quotes on that line: a quote inside a field is written twice",
         ) from exc
     if columns is None or not records:
-        raise DataError("no data rows" if columns else "empty file", path=name)
+        raise DataError(
+            "no data rows" if columns else "empty file",
+            path=name,
+            hint="a data file needs a header row (e.g. id,text,label) and rows below it",
+        )
     return columns, records
 
 
@@ -411,13 +442,17 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[str], list[tuple[_Where, di
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise where.error(f"invalid JSON: {exc.msg} (at character {exc.colno})") from exc
+            raise where.error(
+                f"invalid JSON: {exc.msg} (at character {exc.colno})", hint=_JSONL_HINT
+            ) from exc
         if not isinstance(record, dict):
-            raise where.error(f"expected a JSON object, found {type(record).__name__}")
+            raise where.error(
+                f"expected a JSON object, found {type(record).__name__}", hint=_JSONL_HINT
+            )
         columns.update(dict.fromkeys(record))
         records.append((where, record))
     if not records:
-        raise DataError("empty file (no JSON records)", path=name)
+        raise DataError("empty file (no JSON records)", path=name, hint=_JSONL_HINT)
     return list(columns), records
 
 
@@ -429,9 +464,13 @@ def _read_parquet(path: Path) -> tuple[list[str], list[tuple[_Where, dict[str, A
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read as Parquet: {exc}", path=name) from exc
+        raise DataError(
+            f"cannot read as Parquet: {exc}",
+            path=name,
+            hint="check that it is a Parquet file, or give it the suffix of its real format",
+        ) from exc
     if table.num_rows == 0:
-        raise DataError("no data rows", path=name)
+        raise DataError("no data rows", path=name, hint="pass a file with at least one row")
     rows = table.to_pylist()
     return list(table.column_names), [(_Where(name, row=i), r) for i, r in enumerate(rows, 1)]
 
@@ -469,7 +508,9 @@ def _build(
             row_id = _id_value(record.get(id_column), where, id_column)
             if row_id in seen_ids:
                 raise where.error(
-                    f"duplicate id {row_id!r} (also at {_place(seen_ids[row_id])})", id_column
+                    f"duplicate id {row_id!r} (also at {_place(seen_ids[row_id])})",
+                    id_column,
+                    hint="give every row its own id, or leave out the id column",
                 )
             seen_ids[row_id] = where
         else:
@@ -483,7 +524,9 @@ def _build(
     if missing:
         assert label_column is not None
         if require_labels:
-            raise missing[0].error("missing label", label_column)
+            raise missing[0].error(
+                "missing label", label_column, hint="fill in the label, or remove the row"
+            )
         # Rows cannot be half labelled; without a demand for labels the set loads unlabelled.
         log.warning(
             "%s: %d row(s) have no %r value (first at %s); loading without labels",
@@ -516,20 +559,22 @@ def _place(where: _Where) -> str:
 
 def _text_value(value: Any, where: _Where, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise where.error("missing text", column)
+        raise where.error("missing text", column, hint=_TEXT_HINT)
     if not isinstance(value, str):
-        raise where.error(f"text must be a string, found {type(value).__name__}", column)
+        raise where.error(
+            f"text must be a string, found {type(value).__name__}", column, hint=_TEXT_HINT
+        )
     if not value.strip():
-        raise where.error("empty text", column)
+        raise where.error("empty text", column, hint=_TEXT_HINT)
     return value
 
 
 def _id_value(value: Any, where: _Where, column: str) -> str:
     if isinstance(value, bool) or value is None or (isinstance(value, float) and math.isnan(value)):
-        raise where.error("missing id", column)
+        raise where.error("missing id", column, hint=_ID_HINT)
     text = str(value).strip()
     if not text:
-        raise where.error("empty id", column)
+        raise where.error("empty id", column, hint=_ID_HINT)
     return text
 
 
@@ -537,7 +582,9 @@ def _label_value(value: Any, where: _Where, column: str) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):
-        raise where.error(f"label must be a string or an integer, found {value!r}", column)
+        raise where.error(
+            f"label must be a string or an integer, found {value!r}", column, hint=_LABEL_HINT
+        )
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float) and value.is_integer():
@@ -545,7 +592,9 @@ def _label_value(value: Any, where: _Where, column: str) -> str | None:
         return str(int(value))
     if not isinstance(value, str):
         raise where.error(
-            f"label must be a string or an integer, found {type(value).__name__}", column
+            f"label must be a string or an integer, found {type(value).__name__}",
+            column,
+            hint=_LABEL_HINT,
         )
     return value.strip() or None
 

@@ -18,6 +18,7 @@ Students are derived from a model by keeping a subset of its transformer layers
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,12 +52,59 @@ def resolve_model(name: str | Path) -> str:
     builtin = resolve_alias(str(name))
     if builtin is not None:
         return str(builtin)
-    if "/" in str(name) and not path.exists():
+    if path.exists():
+        raise ModelError(
+            f"model {str(name)!r} is a file, not a model folder",
+            hint="pass the folder that holds config.json and the weights",
+        )
+    if _looks_like_path(str(name)):
+        raise ModelError(
+            f"model folder {str(name)!r} does not exist",
+            hint="check the path, or pass a hub id (org/name) or " + repr(DEFAULT_MODEL),
+        )
+    if "/" in str(name):
+        _check_cached_when_offline(str(name))
         return str(name)  # a hub id: transformers handles caching and offline mode
     raise ModelError(
         f"model {str(name)!r} is neither a folder nor a known model",
         hint=f"pass a model folder, a hub id (org/name) or {DEFAULT_MODEL!r}",
     )
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a folder: ./x, ../x, /x, ~/x, a/b/c or a Windows path.
+
+    A hub id is exactly ``org/name``; anything else with a separator names a folder, so a
+    folder that does not exist fails here rather than as a long hub error.
+    """
+    return (
+        name.startswith((".", "/", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
+    )
+
+
+def _check_cached_when_offline(hub_id: str) -> None:
+    """Offline (HF_HUB_OFFLINE=1, the CLI's default), a hub id must be in the local cache."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    if not offline:
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
+        return
+    try:
+        found = try_to_load_from_cache(hub_id, "config.json")
+    except ValueError:  # not a valid repo id: report it like a missing folder
+        found = None
+    if not isinstance(found, str):
+        raise ModelError(
+            f"model {hub_id!r} is neither a local folder nor in the local hub cache "
+            "(offline: HF_HUB_OFFLINE=1)",
+            hint="check the path, download it once with HF_HUB_OFFLINE=0, "
+            f"or use {DEFAULT_MODEL!r}",
+        )
 
 
 @dataclass(frozen=True)
