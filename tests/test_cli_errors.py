@@ -259,3 +259,90 @@ def test_user_error_is_one_line_with_a_hint(
 
 def test_the_table_is_at_least_46_cases() -> None:
     assert len(CASES) >= 46
+
+
+def test_the_console_script_is_the_same_entry_point(bad: Path, tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "slimbert"
+    if not script.is_file():
+        pytest.skip("the slimbert console script is not installed beside this Python")
+    result = subprocess.run(
+        [str(script), "train", "--epochs", "many"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("slimbert: error: Invalid value for '--epochs'")
+    assert result.stderr.count("\n") == 1 and "(hint: try 'slimbert train --help')" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["train", "--epochs"],
+            "slimbert: error: Option '--epochs' requires an argument. "
+            "(hint: try 'slimbert train --help')",
+        ),
+        (
+            ["index", "query"],
+            "slimbert: error: Missing argument 'index'. (hint: try 'slimbert index query --help')",
+        ),
+        (
+            ["train", "--balance=yes"],
+            "slimbert: error: Option '--balance' does not take a value. "
+            "(hint: try 'slimbert train --help')",
+        ),
+    ],
+)
+def test_usage_errors_in_process(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from slimbert.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_help_still_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from slimbert.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    assert "--epochs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("{d}/no/such/model", "model folder '{d}/no/such/model' does not exist"),
+        ("./no-such-dir/model", "model folder './no-such-dir/model' does not exist"),
+        ("../no-such", "model folder '../no-such' does not exist"),
+        ("no-such-org/no-such-model", "is neither a local folder nor in the local hub cache"),
+        ("{d}/regular.txt", "is a file, not a model folder"),
+        ("no-such-model", "is neither a folder nor a known model"),
+    ],
+)
+def test_model_names_that_name_nothing_fail_before_loading(
+    name: str, message: str, bad: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from slimbert.errors import ModelError
+    from slimbert.models import resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError) as exc:
+        resolve_model(name.format(d=bad))
+    assert message.format(d=bad) in exc.value.message
+    assert exc.value.hint
+
+
+def test_a_local_folder_with_a_hub_like_name_still_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from slimbert.models import resolve_model
+
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("org/name") == "org/name"

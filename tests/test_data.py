@@ -370,3 +370,24 @@ def test_data_layer_imports_neither_torch_nor_pandas() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_nul_bytes_are_a_data_error_with_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "nul.csv", "text,label\ngood,pos\nba\x00d,neg\n")
+    with pytest.raises(DataError) as exc:
+        load_texts(path)
+    assert (
+        exc.value.message
+        == f"{path}, line 3: NUL byte in the text: this looks like a binary or UTF-16 file"
+    )
+    assert exc.value.hint and "UTF-8" in exc.value.hint
+
+
+def test_a_column_named_twice_in_the_header_is_a_data_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "dup.csv", "id,text,text,label\n1,a,b,pos\n")
+    with pytest.raises(DataError) as exc:
+        load_texts(path)
+    assert (
+        exc.value.message == f"{path}, line 1: column 'text' appears more than once in the header"
+    )
+    assert exc.value.hint == "give every column a distinct name"
