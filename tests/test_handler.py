@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -18,6 +19,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from runtime_fixtures import LABELS, build_bundle
+from slimbert.errors import SlimbertError
 
 
 @pytest.fixture(scope="module")
@@ -637,3 +639,136 @@ def test_an_edited_manifest_fails_the_lambda_init(bundle_dir: Path, tmp_path: Pa
     )
     assert failed.returncode != 0
     assert "does not match the sha256 recorded when it was packaged" in failed.stderr
+
+
+# -- the GCP folder served by functions-framework (gunicorn: a master that forks a worker) --
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Any]:
+    from slimbert.lambda_local import LocalGcp, find_python312
+    from test_package import _BUILT
+
+    try:
+        python = find_python312()
+    except SlimbertError as exc:
+        pytest.skip(f"Python 3.12 is missing: {exc}")
+    if "gcp" not in _BUILT:
+        from slimbert.package import PackageOptions, build_package
+
+        bundle = build_bundle(tmp_path / "bundle")
+        build_package(PackageOptions(bundle=bundle, out=tmp_path / "out", target="gcp-function"))
+        _BUILT["gcp"] = tmp_path / "out" / "slimbert-gcp-function"
+    function = LocalGcp(Path(_BUILT["gcp"]), python=python, env={"SLIMBERT_THREADS": "1"})
+    try:
+        function.start()
+    except SlimbertError as exc:
+        pytest.skip(f"functions-framework environment unavailable: {exc}")
+    try:
+        yield function
+    finally:
+        function.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _loaded(pid: int, library: str) -> bool:
+    return library in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_gcp_worker_loads_the_model_and_stops_within_a_second(served: Any) -> None:
+    import os
+    import signal
+
+    response, _ = served.invoke({"texts": ["good great"]})
+    assert response["statusCode"] == 200, served.log_tail()
+    master = served.pid
+    (worker,) = _children(master)
+    # The session lives in the worker; the master never even imports onnxruntime (its
+    # import starts a thread, and a forked child's exit then hangs or aborts on its copy).
+    assert _loaded(worker, "onnxruntime_pybind11_state")
+    assert not _loaded(master, "onnxruntime_pybind11_state")
+    # Cloud Run stops an instance with SIGTERM to PID 1, gunicorn's master, which passes it on.
+    started = time.perf_counter()
+    os.kill(master, signal.SIGTERM)
+    while _alive(worker) and time.perf_counter() - started < 10:
+        time.sleep(0.01)
+    worker_s = time.perf_counter() - started
+    process = served._process
+    process.wait(timeout=10)
+    master_s = time.perf_counter() - started
+    log = served.log_tail(200)
+    assert worker_s < 1.0, (worker_s, log)
+    assert master_s < 2.0 and process.returncode == 0, (master_s, process.returncode, log)
+    assert "terminate called" not in log and "system_error" not in log, log
+
+
+def _chunked_post(port: int, mib: int) -> tuple[int, dict[str, Any], float]:
+    """POST a JSON body of ``mib`` MiB with Transfer-Encoding: chunked (no Content-Length)."""
+    import socket
+    import threading
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+    piece = b"a" * (1 << 20)
+
+    def send() -> None:
+        try:
+            start = b'{"texts": ["'
+            sock.sendall(b"%x\r\n%s\r\n" % (len(start), start))
+            for _ in range(mib):
+                sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            sock.sendall(b'3\r\n"]}\r\n0\r\n\r\n')
+        except OSError:  # the server answered and closed: the rest is never sent
+            pass
+
+    started = time.perf_counter()
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    reader = sock.makefile("rb")
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline().strip()) != b"":
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    data = json.loads(reader.read(length))
+    seconds = time.perf_counter() - started
+    sock.close()
+    sender.join(timeout=30)
+    return status, data, seconds
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_gcp_chunked_body_is_refused_without_buffering_it(served: Any) -> None:
+    response, _ = served.invoke({"texts": ["good"]})
+    assert response["statusCode"] == 200, served.log_tail()
+    (worker,) = _children(served.pid)
+    before = _peak_rss_mib(worker)
+    status, data, seconds = _chunked_post(served.port, 256)
+    assert status == 400, data
+    assert data["error"].startswith("the request body has more than 262144 bytes")
+    # Neither the handler nor functions-framework's read_request buffered the 256 MiB.
+    assert _peak_rss_mib(worker) - before < 16, (before, _peak_rss_mib(worker))
+    assert seconds < 5, seconds
+    # The worker goes on serving.
+    again, _ = served.invoke({"texts": ["bad awful"]})
+    assert again["statusCode"] == 200
+    assert [p["label"] for p in json.loads(again["body"])["predictions"]] == ["negative"]
