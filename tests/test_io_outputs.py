@@ -255,6 +255,9 @@ def test_claim_output_allows_missing_and_empty_and_refuses_the_rest(tmp_path: Pa
         claim_output(user_folder(tmp_path / "user"), "classifier", replace=True)
     with pytest.raises(SlimbertError, match="existing file"):
         claim_output(user_file(tmp_path / "data.csv"), "classifier", replace=True)
+    (tmp_path / "link").symlink_to(tmp_path / "empty")  # a swap would replace the link only
+    with pytest.raises(SlimbertError, match="symbolic link"):
+        claim_output(tmp_path / "link", "classifier", replace=True)
 
 
 def test_every_kind_is_recognised_by_its_marker(tmp_path: Path) -> None:

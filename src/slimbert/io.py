@@ -146,9 +146,10 @@ def claim_output(out: str | Path, kind: str, *, replace: bool) -> None:
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir() or out.is_symlink():
+        what = "a symbolic link" if out.is_symlink() else "an existing file"
         raise SlimbertError(
-            f"--out {out} is an existing file; slimbert writes {_a(kind)} folder there and "
-            "never replaces a file",
+            f"--out {out} is {what}; slimbert writes {_a(kind)} folder there and never "
+            "replaces a file",
             hint="pass a new --out (a folder that does not exist yet, or an empty one)",
         )
     if _is_empty_dir(out):
