@@ -562,6 +562,13 @@ def test_a_model_that_fails_to_load_fails_the_lambda_init(bundle_dir: Path, tmp_
     assert failed.returncode != 0
     assert "ModelLoadError: the model failed to load:" in failed.stderr
     assert "is missing" in failed.stderr
+    # The message reaches Lambda as a Latin-1 HTTP body: kept ASCII, whatever the path holds.
+    accented = _python(
+        "import slimbert.runtime.handler",
+        {"AWS_LAMBDA_FUNCTION_NAME": "f", "SLIMBERT_BUNDLE": str(tmp_path / "bündle…")},
+    )
+    (line,) = [x for x in accented.stderr.splitlines() if x.startswith("slimbert.runtime")]
+    assert line.isascii() and "b\\xfcndle\\u2026" in line, line
     good = _python(
         code + "; import sys; assert slimbert.runtime.handler.BUNDLE is not None",
         {"AWS_LAMBDA_FUNCTION_NAME": "f", "SLIMBERT_BUNDLE": str(bundle_dir)},

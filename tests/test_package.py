@@ -571,3 +571,25 @@ def test_update_gcp_lock_writes_one_hashed_pin_per_wheel(
         {hashlib.sha256(names[-1].encode()).hexdigest()},
     )
     assert set(pkg.read_gcp_lock()) == {*pkg.gcp_pins(), "typing-extensions"}
+
+
+def test_lambda_init_fails_when_the_manifest_digest_differs(
+    lambda_package: tuple[Path, dict[str, Any]],
+) -> None:
+    """In the Lambda emulator: a manifest that is not the packaged one fails the init."""
+    from slimbert.lambda_local import LocalLambda, find_python312, host_arch, rie_binary
+
+    zip_path, _ = lambda_package
+    try:
+        python = find_python312()
+        rie_binary(host_arch())
+    except SlimbertError as exc:
+        pytest.skip(f"the Lambda emulator or Python 3.12 is unavailable: {exc}")
+    wrong = {"SLIMBERT_MANIFEST_SHA256": "0" * 64}
+    with LocalLambda(zip_path, env=wrong, python=python) as function:
+        answer, _ = function.invoke({"texts": ["good great"]})
+        log = function.log_tail(40)
+    assert "predictions" not in answer
+    assert answer.get("errorType") == "ModelLoadError", answer
+    assert "does not match the sha256 recorded when it was packaged" in answer["errorMessage"]
+    assert "Init failed" in log

@@ -101,7 +101,7 @@ def read_folder_manifest(
         if digest != sha256.strip().lower():
             raise fail(
                 f"{path} does not match the sha256 recorded when it was packaged "
-                f"({digest[:12]}… instead of {sha256.strip()[:12]}…): it was changed",
+                f"({digest[:12]}... instead of {sha256.strip()[:12]}...): it was changed",
                 hint="package the bundle again (`slimbert package`) and deploy the new template",
             )
     try:
@@ -200,7 +200,7 @@ def verify_listed(
         if digest != entry["sha256"].lower():
             raise fail(
                 f"{kind} file {name} does not match its sha256 in the manifest "
-                f"({digest[:12]}… instead of {entry['sha256'][:12]}…): it was changed "
+                f"({digest[:12]}... instead of {entry['sha256'][:12]}...): it was changed "
                 f"({kind} {root})"
             )
 

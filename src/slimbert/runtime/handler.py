@@ -221,7 +221,10 @@ def init_lambda() -> Bundle:
     """Load at import in a Lambda sandbox; raise :class:`ModelLoadError` when the load fails."""
     bundle = reload()
     if bundle is None:
-        raise ModelLoadError(f"the model failed to load: {LOAD_ERROR}")
+        # ASCII only: awslambdaric posts the init error's message as a Latin-1 HTTP body, and
+        # a character beyond it (a path, a quoted text) would lose the message it carries.
+        reason = str(LOAD_ERROR).encode("ascii", "backslashreplace").decode("ascii")
+        raise ModelLoadError(f"the model failed to load: {reason}")
     return bundle
 
 

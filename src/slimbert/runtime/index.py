@@ -297,8 +297,8 @@ def check_bundle(index: VectorIndex, bundle: Any) -> None:
     have = (files.get(bundle.manifest.get("model_file")) or {}).get("sha256")
     if built and have and built != have:
         raise _fail(
-            f"the index {index.path} was built with another model ({built[:12]}…) than the "
-            f"bundle {bundle.path} ({have[:12]}…)",
+            f"the index {index.path} was built with another model ({built[:12]}...) than the "
+            f"bundle {bundle.path} ({have[:12]}...)",
             hint="rebuild the index with this bundle, or use the bundle it was built with",
         )
     if bundle.dim is not None and bundle.dim != index.dim:
