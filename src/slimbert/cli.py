@@ -51,7 +51,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="From labelled data to a tiny, fast, cheap serverless BERT function.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
+data_app = typer.Typer(no_args_is_help=True, help="Built-in datasets; splitting your own.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (results under bench/results/).")
 sbert_app = typer.Typer(no_args_is_help=True, help="Sentence-BERT students (similarity).")
 app.add_typer(data_app, name="data")
@@ -65,7 +65,12 @@ HELP = {
     "model": "Base encoder: a folder, a hub id, or all-MiniLM-L6-v2 (shipped offline).",
     "train": "Gold training set: a CSV/TSV/JSONL/Parquet file, a built-in such as "
     "sentiment3:train or tweets3:train, or hf:<id>[:split].",
-    "validation": "Validation set for early stopping (same forms as --train).",
+    "validation": "Validation set: early stopping, export's int8 gate (same forms as --train). "
+    "Left out: train uses a built-in's validation split, a `data split` folder's "
+    "validation.csv, or holds out --validation-share of --train; distill and export use the "
+    "one recorded with the teacher or model (export: 'none' for no gate).",
+    "validation_share": "Share of --train held out for validation when --validation is left "
+    "out and --train is your own file.",
     "extra_train": "More pair sets trained on together with --train, comma-separated "
     "(e.g. AugSBERT's silver.parquet beside the gold pairs).",
     "data": "Dataset: a file, a built-in <name>:<split> (tweets3, sst3, sentiment3, their "
@@ -777,6 +782,50 @@ def data_prepare(
     folder = prepare_builtin(name, cache_dir)
     out.print(f"{name} → {folder}")
     out.print((folder / "manifest.json").read_text())
+
+
+@data_app.command("split")
+@user_errors
+def data_split(
+    data: str = typer.Argument(..., help="Your labelled file: CSV, TSV, JSONL or Parquet."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the splits (written atomically)."),
+    train_share: float | None = typer.Option(None, help="Share for train.csv [default: 0.6]."),
+    validation_share: float | None = typer.Option(
+        None, help="Share for validation.csv (early stopping, the export gate) [default: 0.1]."
+    ),
+    test_share: float | None = typer.Option(None, help="Share for test.csv [default: 0.15]."),
+    pool_share: float | None = typer.Option(
+        None, help="Share for pool.csv, labels withheld (the teacher labels it) [default: 0.15]."
+    ),
+    min_per_split: int | None = typer.Option(
+        None, help="Rows of every class each labelled split needs [default: 2]."
+    ),
+    seed: int | None = typer.Option(None, help="Shuffling seed [default: 13]."),
+    text_column: str | None = typer.Option(None, help="Text column [default: text]."),
+    label_column: str | None = typer.Option(None, help="Label column [default: label]."),
+    encoding: str | None = typer.Option(None, help="The file's encoding [default: utf-8]."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a split folder slimbert wrote (never other folders)."
+    ),
+) -> None:
+    """Split your labelled file: stratified, seeded, duplicates kept in one split."""
+    given = {k: v for k, v in locals().items() if k not in ("out_dir", "overwrite")}
+    from slimbert.split import SplitOptions, split_data
+
+    options = SplitOptions.from_dict(
+        {**{k: v for k, v in given.items() if v is not None}, "out": out_dir}
+    )
+    report = split_data(options, overwrite=overwrite)
+    counts = ", ".join(f"{name} {s['rows']:,}" for name, s in report["splits"].items())
+    dup = report["duplicates"]
+    out.print(f"{report['rows']:,} rows → {out_dir}: {counts}", highlight=False)
+    if dup["groups"]:
+        out.print(
+            f"  {dup['extra_rows']:,} duplicate row(s) of {dup['groups']:,} text(s), each kept "
+            f"in one split; {dup['conflicting_groups']:,} with conflicting labels "
+            f"(see {out_dir / 'split_report.json'})",
+            highlight=False,
+        )
 
 
 @index_app.command("query")

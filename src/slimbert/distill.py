@@ -52,7 +52,14 @@ def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
     silver, logits = read_silver(options.silver)
     if options.limit is not None and len(silver) > options.limit:
         silver, logits = silver.subset(range(options.limit)), logits[: options.limit]
-    validation = load_split(options.validation, options, labels=silver.label_names)
+    options, record = _with_teacher_defaults(options)
+    assert options.validation is not None and options.max_length is not None
+    data_options = options.replace(
+        text_column=record["text_column"],
+        label_column=record["label_column"],
+        encoding=record["encoding"],
+    )
+    validation = load_split(options.validation, data_options, labels=silver.label_names)
     train: TextSet = silver
     teacher_logits = logits
     gold_rows = 0
@@ -83,6 +90,8 @@ def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
         max_length=options.max_length,
         seed=options.seed,
     )
+    # Saved into tokenizer_config.json: plain transformers truncates as the model was trained.
+    clf.tokenizer.model_max_length = options.max_length
     settings = FitSettings.from_options(options)
     result = fit(
         clf,
@@ -97,6 +106,7 @@ def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
     report = {
         "stage": options.stage,
         "options": options.to_dict(),
+        "data": record,
         "silver_rows": len(silver),
         "gold_rows": gold_rows,
         "silver_label_counts": silver.label_counts(),
@@ -106,3 +116,39 @@ def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
     }
     write_json(Path(options.out) / REPORT_FILE, report)
     return report
+
+
+def _with_teacher_defaults(options: DistillOptions) -> tuple[DistillOptions, dict[str, Any]]:
+    """``options`` with validation and max_length taken from the silver set's teacher when
+    not given, and the data record the student keeps (the teacher's test set carries over)."""
+    from slimbert import owndata
+    from slimbert.finetune import DEFAULT_MAX_LENGTH
+
+    teacher = owndata.silver_teacher(options.silver)
+    recorded = owndata.recorded_data(teacher) if teacher is not None else None
+    record: dict[str, Any] = {
+        "train": f"silver:{options.silver}",
+        "validation": options.validation,
+        "test": (recorded or {}).get("test"),
+        "validation_from": "given",
+        "text_column": options.text_column,
+        "label_column": options.label_column,
+        "encoding": options.encoding,
+    }
+    if options.validation is None:
+        if recorded is None or not recorded.get("validation"):
+            raise owndata.no_data_error(
+                "distill", teacher or options.silver, "--validation", "validation"
+            )
+        record.update(
+            validation=recorded["validation"],
+            validation_from="teacher",
+            text_column=recorded.get("text_column", "text"),
+            label_column=recorded.get("label_column", "label"),
+            encoding=recorded.get("encoding", "utf-8"),
+        )
+        options = options.replace(validation=recorded["validation"])
+    if options.max_length is None:
+        found = owndata.recorded_max_length(teacher) if teacher is not None else None
+        options = options.replace(max_length=found or DEFAULT_MAX_LENGTH)
+    return options, record

@@ -43,7 +43,9 @@ class EvalOptions(Options):
     stage: ClassVar[str] = "eval"
 
     models: tuple[str, ...] = ("runs/teacher",)
-    data: str = CLASSIFIER_DATA
+    # None: classifiers are scored on the test set recorded with the first model (else its
+    # validation set; slimbert.owndata), refused when it records none; embedders use pairs.
+    data: str | None = None
     pairs: tuple[str, ...] = EMBEDDER_PAIRS
     names: tuple[str, ...] = ()
     out: Path | None = None
@@ -204,11 +206,45 @@ def _labelled(options: EvalOptions, spec: str, label_names: Sequence[str]) -> An
     return data
 
 
+def _with_recorded_data(options: EvalOptions) -> EvalOptions:
+    """``data`` left out: the first model's recorded test set (else its validation set), read
+    with the recorded columns; refused with a hint when no model records one."""
+    import logging
+
+    from slimbert import baselines
+    from slimbert.owndata import no_data_error, recorded_data
+
+    if options.data is not None:
+        return options
+    models = [m for m in options.models if not baselines.is_baseline(m)]
+    for model in models:
+        record = recorded_data(model)
+        spec = (record or {}).get("test") or (record or {}).get("validation")
+        if record is None or not spec:
+            continue
+        if not record.get("test"):
+            logging.getLogger(__name__).warning(
+                "%s records no test set: scoring on its validation set %s (optimistic: early "
+                "stopping chose the model on it; `slimbert data split` makes a test set)",
+                model,
+                spec,
+            )
+        return options.replace(
+            data=spec,
+            text_column=record.get("text_column") or options.text_column,
+            label_column=record.get("label_column") or options.label_column,
+            encoding=record.get("encoding") or options.encoding,
+        )
+    raise no_data_error("eval", models[0] if models else "vader", "--data", "test")
+
+
 def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
     from slimbert import baselines, behaviour
     from slimbert.metrics import classification_report
     from slimbert.scoring import softmax
 
+    options = _with_recorded_data(options)
+    assert options.data is not None
     models = list(dict.fromkeys(options.models))
     rows = []
     sets: dict[str, Any] = {}
@@ -496,7 +532,7 @@ def _onnx_layers(path: Path) -> int | None:
 
 def _pair_specs(options: EvalOptions) -> tuple[str, ...]:
     """The pair sets to score: ``pairs``; a ``data`` other than the classifier default joins."""
-    if options.data == CLASSIFIER_DATA:
+    if options.data is None or options.data == CLASSIFIER_DATA:
         return options.pairs
     if options.pairs == EMBEDDER_PAIRS:
         return (options.data,)

@@ -60,6 +60,7 @@ MIN_MEAN_COSINE = 0.99
 # The TorchScript exporter's highest opset (torch.onnx._constants).
 _MAX_OPSET = 20
 _GATE_BATCH = 32
+AUTO = "auto"
 # Always part of the fp32 parity check, so it runs without validation data too: an empty
 # text, a short one and one longer than any max_length (truncation).
 _PROBES = ("", "ok", "the flight was delayed but the crew was lovely", " ".join(["word"] * 600))
@@ -72,7 +73,9 @@ class ExportOptions(Options):
     model: Path
     out: Path = Path("runs/bundle")
     task: Literal["auto", "classification", "embedding"] = "auto"
-    validation: str | None = "tweets3:validation"
+    # "auto": the validation set recorded with the model (slimbert.owndata; refused when there
+    # is none); None (or "none" on the command line): no gate, fp32 is kept.
+    validation: str | None = AUTO
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
@@ -139,6 +142,7 @@ def export_model(options: ExportOptions) -> dict[str, Any]:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     source = _load_source(options)
+    options = _with_recorded_validation(options)
     gate_data = _load_gate_data(options, source) if options.validation is not None else None
     timings["load_s"] = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -561,6 +565,25 @@ class _OnnxRunner:
 
 
 # -- step 4: the quality gate ----------------------------------------------------------------
+def _with_recorded_validation(options: ExportOptions) -> ExportOptions:
+    """``validation: auto`` resolved to the data recorded with the model (slimbert.owndata),
+    read with the recorded columns; refused with a hint when the model records none."""
+    from slimbert.owndata import no_data_error, recorded_data
+
+    if options.validation != AUTO:
+        return options
+    record = recorded_data(options.model)
+    if record is None or not record.get("validation"):
+        raise no_data_error("export", options.model, "--validation", "validation")
+    log.info("quality gate on %s (recorded with %s)", record["validation"], options.model)
+    return options.replace(
+        validation=record["validation"],
+        text_column=record.get("text_column") or options.text_column,
+        label_column=record.get("label_column") or options.label_column,
+        encoding=record.get("encoding") or options.encoding,
+    )
+
+
 def _load_gate_data(options: ExportOptions, source: _Source) -> _GateData:
     from slimbert.data import load_texts
 
@@ -796,6 +819,12 @@ def _check_replaceable(out: Path) -> None:
         )
 
 
+def _recorded(model: Path) -> dict[str, Any] | None:
+    from slimbert.owndata import recorded_data
+
+    return recorded_data(model)
+
+
 def _write_bundle(
     out: Path,
     model: Path,
@@ -837,6 +866,8 @@ def _write_bundle(
             "opset": int(opset),
             "files": files,
             "source_model": str(options.model),
+            # What eval of the bundle defaults to (slimbert.owndata.recorded_data).
+            "data": _recorded(options.model),
             "gate": gate,
             "slimbert_version": slimbert.__version__,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

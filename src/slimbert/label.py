@@ -75,7 +75,8 @@ class LabelOptions(Options):
     backend: Literal["torch", "onnx"] = "torch"
     batch_size: int = 128
     shard_size: int = 4096
-    max_length: int = 128
+    # None: the teacher's own (its slimbert.json or bundle manifest), as it was trained.
+    max_length: int | None = None
     limit: int | None = None
 
     def validate(self) -> None:
@@ -93,7 +94,10 @@ class LabelOptions(Options):
             f"({self.batch_size})",
             hint="a shard is labelled in batches: raise shard_size or lower batch_size",
         )
-        check(self.max_length > 0, f"label.max_length must be positive, got {self.max_length}")
+        check(
+            self.max_length is None or self.max_length > 0,
+            f"label.max_length must be positive, got {self.max_length}",
+        )
         check(
             self.limit is None or self.limit > 0,
             f"label.limit must be positive, got {self.limit}",
@@ -134,6 +138,10 @@ def label_corpus(
     complete (labelled beside it, see :meth:`ShardFolder.for_plan`).
     """
     started = time.perf_counter()
+    if options.max_length is None:
+        from slimbert.owndata import recorded_max_length
+
+        options = options.replace(max_length=recorded_max_length(options.teacher))
     out = options.out
     folder = _folder(out)
     folder.refuse_foreign()
