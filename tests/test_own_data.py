@@ -195,3 +195,31 @@ def test_one_csv_to_a_bundle_without_reading_tweets3(
     assert result["data"] == str(split / "test.csv")
     assert [m["model"] for m in result["models"]] == [str(teacher), str(bundle)]
     assert all(0 <= m["macro_f1"] <= 1 for m in result["models"])
+
+
+def test_the_own_data_pipeline_template_runs_on_a_split_folder(
+    tiny_model: Path, tmp_path: Path, no_builtins: None
+) -> None:
+    from slimbert.pipeline import read_pipeline, run_pipeline
+    from slimbert.split import SplitOptions, split_data
+
+    data = write(tmp_path / "mine.csv", own_rows(160, ["bad", "good"]))
+    split_data(SplitOptions(data=str(data), out=tmp_path / "split"))
+    steps = read_pipeline(
+        "own-data",
+        profile="quick",
+        overrides={
+            "data": str(tmp_path / "split"),
+            "workdir": str(tmp_path / "run"),
+            "model": str(tiny_model),
+            "layers": "0,1",
+        },
+    )
+    assert [s.name for s in steps] == ["teacher", "silver", "student", "bundle", "eval", "package"]
+    summary = run_pipeline([s for s in steps if s.stage != "package"])
+    assert [row["status"] for row in summary] == ["ran"] * 5
+    evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert evaluation["data"] == str(tmp_path / "split" / "test.csv")
+    manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
+    assert manifest["gate"]["data"] == str(tmp_path / "split" / "validation.csv")
+    assert manifest["max_length"] == 64  # the teacher's, through label and distill
