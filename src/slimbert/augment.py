@@ -27,9 +27,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -114,9 +115,19 @@ class AugmentOptions(Options):
     shard_size: int = 4096
     max_length: int = 128
     limit: int | None = None
+    # local: this process; ray: a Ray Data actor pool (slimbert.ray_engine). Same folder.
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: join this cluster ("auto", "ray://head:10001")
+    actors: int | None = None  # ray: actor count (None: the cluster's CPUs)
 
     def validate(self) -> None:
         check(bool(self.pool.strip()), "augment.pool is empty", hint="e.g. mrpc-target:train")
+        check(
+            self.engine == "ray" or (self.address is None and self.actors is None),
+            "augment.address and augment.actors are options of the Ray engine",
+            hint="add --engine ray",
+        )
+        check(self.actors is None or self.actors > 0, "augment.actors must be positive")
         check(self.top_k >= 1, f"augment.top_k must be at least 1, got {self.top_k}")
         edges = self.bins
         check(
@@ -375,8 +386,13 @@ def augment(
     scorer: PairScorer | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    scorer_factory: Callable[[], PairScorer] | None = None,
 ) -> dict[str, Any]:
     """Mine, score (resumably) and balance; returns the report also written to the folder.
+
+    With ``engine="ray"`` each Ray actor builds its scorer with ``scorer_factory``
+    (picklable; default: load ``options.cross_encoder``) and scores the batches the local
+    engine would; the shards are the same.
 
     A folder of another plan is refused, or with ``overwrite`` replaced once the new one is
     complete (built beside it, see :meth:`ShardFolder.for_plan`).
@@ -431,23 +447,29 @@ def augment(
         if progress is not None:
             progress(finished, n)
         scored_now = 0
-        for index in range(n_shards):
-            name = shard_name(index)
-            if name in done:
-                continue
-            if scorer is None:
+
+        def on_batch(rows: int) -> None:
+            nonlocal finished
+            finished += rows
+            if progress is not None:
+                progress(finished, n)
+
+        pending = [
+            (index, index * options.shard_size, min(n, (index + 1) * options.shard_size))
+            for index in range(n_shards)
+            if shard_name(index) not in done
+        ]
+        if options.engine == "ray" and pending:
+            factory = scorer_factory or partial(
+                _load_pair_scorer, str(options.cross_encoder), options.max_length
+            )
+            shards = _ray_shards(options, factory, first, second, pending, on_batch)
+        else:
+            if scorer is None and pending:
                 scorer = _scorer(load_cross_encoder(options.cross_encoder, options.max_length))
-            lo, hi = index * options.shard_size, min(n, (index + 1) * options.shard_size)
-            scores = np.empty(hi - lo, dtype=np.float32)
-            # Longest first within a shard (little padding per batch), scores put back in order.
-            order = sorted(range(lo, hi), key=lambda i: -(len(first[i]) + len(second[i])))
-            for b in range(0, len(order), options.batch_size):
-                chunk = order[b : b + options.batch_size]
-                got = _checked(scorer([(first[i], second[i]) for i in chunk]), len(chunk))
-                scores[np.asarray(chunk) - lo] = got
-                finished += len(chunk)
-                if progress is not None:
-                    progress(finished, n)
+            shards = _local_shards(options, scorer, first, second, pending, on_batch)
+        for index, lo, hi, scores in shards:
+            name = shard_name(index)
             _write_table(
                 where / name,
                 {
@@ -508,6 +530,82 @@ def augment(
         work.publish(folder)
     log.info("silver pairs: %d of %d candidates → %s", len(keep), n, out / SILVER)
     return report
+
+
+# Each shard: its longest pairs first (little padding per batch), scores put back in order.
+def _pair_batches(
+    first: Sequence[str], second: Sequence[str], lo: int, hi: int, batch_size: int
+) -> list[list[int]]:
+    order = sorted(range(lo, hi), key=lambda i: -(len(first[i]) + len(second[i])))
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+
+_Shards = Iterator[tuple[int, int, int, np.ndarray]]
+
+
+def _local_shards(
+    options: AugmentOptions,
+    scorer: PairScorer | None,
+    first: Sequence[str],
+    second: Sequence[str],
+    pending: list[tuple[int, int, int]],
+    on_batch: Callable[[int], None],
+) -> _Shards:
+    """Score the pending shards here: ``(index, lo, hi, scores)`` each."""
+    for index, lo, hi in pending:
+        assert scorer is not None
+        scores = np.empty(hi - lo, dtype=np.float32)
+        for chunk in _pair_batches(first, second, lo, hi, options.batch_size):
+            got = _checked(scorer([(first[i], second[i]) for i in chunk]), len(chunk))
+            scores[np.asarray(chunk) - lo] = got
+            on_batch(len(chunk))
+        yield index, lo, hi, scores
+
+
+def _ray_shards(
+    options: AugmentOptions,
+    factory: Callable[[], PairScorer],
+    first: Sequence[str],
+    second: Sequence[str],
+    pending: list[tuple[int, int, int]],
+    on_batch: Callable[[int], None],
+) -> _Shards:
+    """Score the pending shards' batches (the local engine's) on a Ray actor pool; a shard
+    is yielded as soon as all its batches are back."""
+    from slimbert.ray_engine import RaySettings, score_batches
+
+    batches: list[dict[str, list[str]]] = []
+    owner: list[tuple[int, list[int]]] = []  # batch -> (pending position, pair indices)
+    missing = []
+    for position, (_, lo, hi) in enumerate(pending):
+        chunks = _pair_batches(first, second, lo, hi, options.batch_size)
+        missing.append(len(chunks))
+        for chunk in chunks:
+            batches.append(
+                {"first": [first[i] for i in chunk], "second": [second[i] for i in chunk]}
+            )
+            owner.append((position, chunk))
+    scores = [np.empty(hi - lo, dtype=np.float32) for _, lo, hi in pending]
+    settings = RaySettings(address=options.address, actors=options.actors)
+    for batch, got in score_batches(batches, partial(_batch_scores, factory), settings):
+        position, chunk = owner[batch]
+        lo = pending[position][1]
+        scores[position][np.asarray(chunk) - lo] = _checked(got, len(chunk))
+        on_batch(len(chunk))
+        missing[position] -= 1
+        if missing[position] == 0:
+            index, lo, hi = pending[position]
+            yield index, lo, hi, scores[position]
+
+
+def _load_pair_scorer(cross_encoder: str, max_length: int) -> PairScorer:
+    """Runs on each Ray actor: the cross-encoder, loaded there."""
+    return _scorer(load_cross_encoder(Path(cross_encoder), max_length))
+
+
+def _batch_scores(factory: Callable[[], PairScorer]) -> Callable[[Any], Any]:
+    scorer = factory()
+    return lambda batch: scorer(list(zip(batch["first"], batch["second"], strict=True)))
 
 
 def _scorer(ce: Any) -> PairScorer:

@@ -24,8 +24,9 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -78,6 +79,13 @@ class LabelOptions(Options):
     # None: the teacher's own (its slimbert.json or bundle manifest), as it was trained.
     max_length: int | None = None
     limit: int | None = None
+    # local: this process; ray: a Ray Data actor pool (slimbert.ray_engine). Same folder.
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: join this cluster ("auto", "ray://head:10001")
+    actors: int | None = None  # ray: actor count (None: the cluster's CPUs)
+    # Export the torch teacher to ONNX first and label with the bundle (int8 behind the gate).
+    export_teacher: Literal["none", "fp32", "int8"] = "none"
+    agreement_rows: int = 1000  # rows labelled by torch too, to report the bundle's agreement
 
     def validate(self) -> None:
         check(
@@ -108,6 +116,24 @@ class LabelOptions(Options):
             f"label.out is the teacher folder ({self.teacher})",
             hint="write the silver set to a folder of its own",
         )
+        check(
+            self.engine == "ray" or (self.address is None and self.actors is None),
+            "label.address and label.actors are options of the Ray engine",
+            hint="add --engine ray",
+        )
+        check(
+            self.actors is None or self.actors > 0,
+            f"label.actors must be positive, got {self.actors}",
+        )
+        check(
+            self.export_teacher == "none" or self.backend == "torch",
+            "label.export_teacher needs a torch teacher (--backend torch)",
+            hint="a bundle is already ONNX: leave --export-teacher out",
+        )
+        check(
+            self.agreement_rows >= 0,
+            f"label.agreement_rows must be >= 0, got {self.agreement_rows}",
+        )
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,9 @@ class LabelResult:
     seconds: float  # wall time of this call, loading and token lengths included
     rows_per_second: float  # rows labelled in this call (resumed rows excluded) / seconds
     label_counts: dict[str, int]
+    engine: str = "local"
+    # export_teacher: the bundle labelled with, and its agreement with the torch teacher.
+    agreement: dict[str, Any] | None = None
 
 
 def label_corpus(
@@ -129,6 +158,7 @@ def label_corpus(
     scorer: Scorer | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    teacher_factory: Callable[[], Scorer] | None = None,
 ) -> LabelResult:
     """Label ``options.data`` with the teacher into Parquet shards under ``options.out``.
 
@@ -136,12 +166,27 @@ def label_corpus(
     is called once at the start (with the rows of resumed shards) and after every batch. A
     folder of another plan is refused, or with ``overwrite`` replaced once the new set is
     complete (labelled beside it, see :meth:`ShardFolder.for_plan`).
+
+    With ``engine="ray"`` the batches are scored by actors that each build their scorer with
+    ``teacher_factory`` (picklable; default: load ``options.teacher``); ``scorer`` still gives
+    the token lengths and label names here. With ``export_teacher`` the torch teacher is
+    exported to an ONNX bundle beside ``out`` first (reused while the teacher is unchanged)
+    and the bundle labels; the agreement with torch on ``agreement_rows`` rows is reported.
     """
     started = time.perf_counter()
     if options.max_length is None:
         from slimbert.owndata import recorded_max_length
 
         options = options.replace(max_length=recorded_max_length(options.teacher))
+    torch_teacher = None
+    if options.export_teacher != "none":
+        from slimbert.teacher_onnx import exported_teacher
+
+        torch_teacher = options
+        bundle = exported_teacher(
+            options.teacher, options.out, options.export_teacher, options.max_length
+        )
+        options = options.replace(teacher=bundle, backend="onnx")
     out = options.out
     folder = _folder(out)
     folder.refuse_foreign()
@@ -165,10 +210,20 @@ def label_corpus(
     plan["label_names"] = list(label_names)
     plan["order_sha256"] = hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
     n_shards = math.ceil(n / options.shard_size)
+    agreement = None
+    if torch_teacher is not None:
+        from slimbert.teacher_onnx import agreement_with_torch
+
+        agreement = _recorded_agreement(folder, plan) or agreement_with_torch(
+            torch_teacher, options.teacher, scorer, pool.texts
+        )
 
     with folder.writing(plan, overwrite=overwrite) as work:
         # Informational: the options of the latest run (batch_size may change between resumes).
-        manifest = work.start(plan, n_shards, options=options.to_dict())
+        fields: dict[str, Any] = {"options": options.to_dict(), "engine": options.engine}
+        if agreement is not None:
+            fields["agreement"] = agreement
+        manifest = work.start(plan, n_shards, **fields)
         done: dict[str, Any] = manifest["done"]
         resumed = len(done)
         finished = sum(int(entry["rows"]) for entry in done.values())
@@ -183,14 +238,21 @@ def label_corpus(
                 progress(finished, n)
 
         labelled = 0
-        for index in range(n_shards):
-            name = shard_name(index)
-            if name in done:
-                continue
-            rows = order[index * options.shard_size : (index + 1) * options.shard_size]
-            shard_counts = _label_shard(
-                scorer, pool, rows, label_names, options.batch_size, work.out / name, on_batch
+        pending = [
+            (index, order[index * options.shard_size : (index + 1) * options.shard_size])
+            for index in range(n_shards)
+            if shard_name(index) not in done
+        ]
+        if options.engine == "ray":
+            factory = teacher_factory or partial(
+                _load_scorer, str(options.teacher), options.backend, options.max_length
             )
+            shards = _ray_shards(options, factory, pool, pending, len(label_names), on_batch)
+        else:
+            shards = _local_shards(scorer, pool, pending, len(label_names), options, on_batch)
+        for index, rows, logits in shards:
+            name = shard_name(index)
+            shard_counts = _write_shard(pool, rows, logits, label_names, work.out / name)
             work.record(manifest, index, len(rows), label_counts=shard_counts)
             labelled += len(rows)
             log.debug("wrote %s (%d rows)", name, len(rows))
@@ -210,6 +272,8 @@ def label_corpus(
         seconds=seconds,
         rows_per_second=rate,
         label_counts=counts,
+        engine=options.engine,
+        agreement=agreement,
     )
 
 
@@ -353,27 +417,103 @@ def _folder(out: Path) -> ShardFolder:
     )
 
 
-# -- labelling one shard ----------------------------------------------------------------------
-def _label_shard(
+# -- labelling shards: the engines, then one writer -------------------------------------------
+_Shards = Iterator[tuple[int, np.ndarray, np.ndarray]]
+
+
+def _local_shards(
     scorer: Scorer,
     pool: _Pool,
-    rows: np.ndarray,
-    label_names: tuple[str, ...],
-    batch_size: int,
-    path: Path,
+    pending: list[tuple[int, np.ndarray]],
+    k: int,
+    options: LabelOptions,
     on_batch: Callable[[int], None],
+) -> _Shards:
+    """Label the pending shards here, one after the other: ``(index, rows, logits)``."""
+    for index, rows in pending:
+        texts = [pool.texts[i] for i in rows]
+        logits = np.empty((len(texts), k), dtype=np.float32)
+        for start in range(0, len(texts), options.batch_size):
+            batch = texts[start : start + options.batch_size]
+            logits[start : start + len(batch)] = _checked_logits(
+                scorer.logits(batch), len(batch), k
+            )
+            on_batch(len(batch))
+        yield index, rows, logits
+
+
+def _ray_shards(
+    options: LabelOptions,
+    factory: Callable[[], Scorer],
+    pool: _Pool,
+    pending: list[tuple[int, np.ndarray]],
+    k: int,
+    on_batch: Callable[[int], None],
+) -> _Shards:
+    """Label the pending shards on a Ray actor pool, cut into the very batches the local
+    engine uses; a shard is yielded as soon as all its batches are back."""
+    from slimbert.ray_engine import RaySettings, score_batches
+
+    batches: list[dict[str, list[str]]] = []
+    where: list[tuple[int, int]] = []  # batch -> (pending position, start row in the shard)
+    for position, (_, rows) in enumerate(pending):
+        for start in range(0, len(rows), options.batch_size):
+            chunk = rows[start : start + options.batch_size]
+            batches.append({"texts": [pool.texts[i] for i in chunk]})
+            where.append((position, start))
+    logits = [np.empty((len(rows), k), dtype=np.float32) for _, rows in pending]
+    missing = [math.ceil(len(rows) / options.batch_size) for _, rows in pending]
+    settings = RaySettings(address=options.address, actors=options.actors)
+    for batch, scores in score_batches(batches, partial(_batch_logits, factory), settings):
+        position, start = where[batch]
+        n = len(batches[batch]["texts"])
+        logits[position][start : start + n] = _checked_logits(scores, n, k)
+        on_batch(n)
+        missing[position] -= 1
+        if missing[position] == 0:
+            index, rows = pending[position]
+            yield index, rows, logits[position]
+            logits[position] = np.empty((0, k), dtype=np.float32)  # written: free it
+
+
+def _load_scorer(teacher: str, backend: str, max_length: int | None) -> Scorer:
+    """Runs on each Ray actor: the teacher, loaded there (torch only where it is needed)."""
+    from slimbert.models import load_scorer
+
+    scorer: Scorer = load_scorer(Path(teacher), backend, max_length=max_length)
+    return scorer
+
+
+def _batch_logits(factory: Callable[[], Scorer]) -> Callable[[Any], np.ndarray]:
+    scorer = factory()
+    return lambda batch: scorer.logits(list(batch["texts"]))
+
+
+def _recorded_agreement(folder: ShardFolder, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The agreement an earlier run of the same plan measured (a resume does not redo it)."""
+    try:
+        manifest = folder.read_manifest()
+    except SlimbertError:
+        return None
+    if manifest is None or folder.plan_differences(manifest["plan"], plan):
+        return None
+    recorded = manifest.get("agreement")
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _write_shard(
+    pool: _Pool,
+    rows: np.ndarray,
+    logits: np.ndarray,
+    label_names: tuple[str, ...],
+    path: Path,
 ) -> dict[str, int]:
-    """Label one shard's rows and write it; returns its label counts."""
+    """Write one labelled shard (the same bytes whichever engine scored it); its counts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     k = len(label_names)
     texts = [pool.texts[i] for i in rows]
-    logits = np.empty((len(texts), k), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        logits[start : start + len(batch)] = _checked_logits(scorer.logits(batch), len(batch), k)
-        on_batch(len(batch))
     probs = softmax(logits)
     label_ids = logits.argmax(axis=1).astype(np.int32)
     offsets = pa.array(np.arange(0, (len(texts) + 1) * k, k, dtype=np.int32))
