@@ -251,6 +251,7 @@ def test_user_error_is_one_line_with_a_hint(
     assert result.returncode == 2, shown
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, shown
+    assert result.stderr == lines[0] + "\n", "no blank lines either: " + shown
     assert lines[0].startswith("slimbert: error: "), shown
     assert "(hint: " in lines[0], shown
     assert phrase in lines[0], shown

@@ -293,8 +293,22 @@ def _quiet_libraries() -> None:
         pass
 
 
+class _Progress(Progress):
+    """Progress bars that leave no empty line behind when no bar was ever shown (a run that
+    stops on a user error before its first bar keeps stderr to the one error line)."""
+
+    def stop(self) -> None:
+        if self.tasks or self.disable:
+            super().stop()
+            return
+        # rich prints an empty line after a non-interactive run and the final empty render
+        # on a terminal; with no bar there is nothing to keep.
+        self.live.transient = True
+        self.live.stop()
+
+
 def _progress() -> Progress:
-    return Progress(
+    return _Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
