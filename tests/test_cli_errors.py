@@ -148,7 +148,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     # Bundles and packages.
     "bundle-missing": (
         ["package", "--bundle", "{d}/no-such-bundle", "--out", "{o}"],
-        "does not exist",
+        "no-such-bundle",
     ),
     "bundle-no-manifest": (
         ["package", "--bundle", "{d}/bundle-nomanifest", "--out", "{o}"],

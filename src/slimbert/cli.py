@@ -344,21 +344,8 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
         "augment": lambda step: {"progress": _label_progress(progress, step.name)},
         "sbert-train": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
         "cross-encoder": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
-        "package": lambda step: _checked_bundle(step.options.bundle),
         "invoke": lambda step: _checked_zip(step.options.package),
     }
-
-
-def _checked_bundle(bundle: Path) -> dict[str, Any]:
-    """Fail in one line on a bundle whose manifest.json is malformed or lacks fields.
-
-    The runtime's reader checks it (the same check a function makes when it starts), before
-    packaging reads the files it lists.
-    """
-    from slimbert.runtime.bundle import read_manifest
-
-    read_manifest(Path(bundle))
-    return {}
 
 
 def deploy_command(options: Any, report: dict[str, Any]) -> str:
