@@ -138,6 +138,15 @@ HELP = {
     "sentences), nli (SNLI), sts (STS benchmark) or target (your pairs).",
     "normalize": "L2-normalise embeddings (a Normalize module after mean pooling).",
     "evals_per_epoch": "Validation Spearman evaluations per epoch (early stopping).",
+    "engine": "local (this process) or ray (a Ray Data actor pool; pip install 'slimbert[scale]').",
+    "address": "Ray cluster to join (auto, ray://head:10001); left out: a local Ray on this "
+    "machine's cores.",
+    "actors": "Ray actors, one CPU each (default: the cluster's CPUs).",
+    "export_teacher": "Export the torch teacher to ONNX and label with it: fp32, or int8 behind "
+    "export's quality gate.",
+    "agreement_rows": "Rows the torch teacher also labels to report the exported one's agreement.",
+    "cores": "Core counts to measure on, e.g. 1,2 (threads and CPU affinity limited).",
+    "faults": "Also kill a Ray actor and the Ray driver mid-run and check the silver set.",
 }
 # Extra flag names: `slimbert sbert train --stage nli` reads as the paper describes it; the
 # option is `objective` because `stage` names the stage itself everywhere else.
@@ -444,6 +453,7 @@ def _print_fit(result: dict[str, Any]) -> None:
 def _register_stages() -> None:
     from slimbert.augment import AugmentOptions, CrossEncoderOptions
     from slimbert.bench_index import IndexBenchOptions
+    from slimbert.bench_label import LabelBenchOptions
     from slimbert.bench_lambda import BenchLambdaOptions
     from slimbert.bench_serving import ServingBenchOptions
     from slimbert.benchmarks import SamplerBenchOptions
@@ -472,6 +482,13 @@ def _register_stages() -> None:
             f"({result.resumed_shards} resumed) at {result.rows_per_second:,.0f} rows/s "
             f"→ {result.out}; labels {result.label_counts}"
         )
+        if result.agreement and result.agreement.get("rows"):
+            a = result.agreement
+            out.print(
+                f"exported teacher ({a['variant']}) agrees with torch on {a['same_label']:,} of "
+                f"{a['rows']:,} rows ({100 * a['agreement']:.2f}%), max |Δlogit| "
+                f"{a['max_abs_logit_diff']:.1e}"
+            )
 
     @stage_command(
         CrossEncoderOptions, "cross-encoder", "Train the AugSBERT cross-encoder on gold pairs."
@@ -513,6 +530,20 @@ def _register_stages() -> None:
                 reporter=_TrainReporter(progress, "sampler"),
             )
         out.print(sampler_markdown(report))
+        out.print(f"results → {report['out']}")
+
+    @stage_command(
+        LabelBenchOptions,
+        "label",
+        "Labelling rows/s per core: torch vs ONNX fp32/int8 teacher; Ray vs local; faults.",
+        group=bench_app,
+    )
+    def _bench_label(options: Options) -> None:
+        from slimbert.bench_label import label_markdown, run_label_bench
+
+        _quiet_libraries()
+        report = run_label_bench(options)  # type: ignore[arg-type]
+        out.print(label_markdown(report), soft_wrap=True)
         out.print(f"results → {report['out']}")
 
     @stage_command(
