@@ -104,14 +104,15 @@ def test_a_wider_teacher_is_projected_by_pca(
 ) -> None:
     monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path))
     sentences = [f"s{i}" for i in range(50)]
-    targets, components, info = teacher_targets(_FakeTeacher(), "fake", sentences, 4)
+    fake = _FakeTeacher()
+    targets, components, info = teacher_targets(fake, "fake", fake.encode, sentences, 4)
     assert targets.shape == (50, 4) and components.shape == (4, 8)
     assert np.allclose(np.linalg.norm(targets, axis=1), 1, atol=1e-5)
     assert 0.5 < info["explained_variance"] < 1
     np.testing.assert_allclose(
         project(_FakeTeacher().encode(sentences), components), targets, atol=1e-5
     )
-    cached, _, again = teacher_targets(_FakeTeacher(), "fake", sentences, 4)
+    cached, _, again = teacher_targets(fake, "fake", fake.encode, sentences, 4)
     assert again["cached"] is True and np.array_equal(cached, targets)
 
 

@@ -251,12 +251,18 @@ def _distill_data(
     teacher = build_embedder(options.teacher, max_length=options.max_length)
     started = time.perf_counter()
     targets, components, info = teacher_targets(
-        teacher, options.teacher, sentences, st.get_embedding_dimension()
+        teacher,
+        options.teacher,
+        lambda texts: encode(teacher, texts),
+        sentences,
+        st.get_embedding_dimension(),
     )
     info["teacher_seconds"] = time.perf_counter() - started
     info["sentences"] = len(sentences)
     info["agreement_set"], held_out = _agreement_sentences(validation)
-    info["agreement_start"] = agreement(st, teacher, held_out, components)
+    info["agreement_start"] = agreement(
+        lambda texts: encode(st, texts), lambda texts: encode(teacher, texts), held_out, components
+    )
     info["teacher_model"], info["components"] = teacher, components
     info["held_out"] = held_out
     return _Batches(sentences, [], None, targets), info
@@ -436,7 +442,12 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         best = build_embedder(options.out, max_length=options.max_length)
         teacher, components = distilled.pop("teacher_model"), distilled.pop("components")
         held_out = distilled.pop("held_out")
-        distilled["agreement"] = agreement(best, teacher, held_out, components)
+        distilled["agreement"] = agreement(
+            lambda texts: encode(best, texts),
+            lambda texts: encode(teacher, texts),
+            held_out,
+            components,
+        )
         report["distill"] = distilled
     write_json(Path(options.out) / REPORT_FILE, report)
     return report

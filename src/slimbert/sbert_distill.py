@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,14 @@ from slimbert.errors import DataError
 
 log = logging.getLogger(__name__)
 
+# Sentences → their L2-normalised embeddings, one row each (the student's or the teacher's).
+Embed = Callable[[Sequence[str]], np.ndarray]
+
 __all__ = [
     "HELD_OUT",
     "POOL",
     "SOURCES",
+    "Embed",
     "agreement",
     "held_out_sentences",
     "load_sentences",
@@ -140,15 +144,14 @@ def _teacher_identity(teacher: Any, name: str) -> str:
 
 
 def teacher_targets(
-    teacher: Any, name: str, sentences: Sequence[str], dim: int, batch_size: int = 128
+    teacher: Any, name: str, embed: Embed, sentences: Sequence[str], dim: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The teacher's normalised embeddings of ``sentences`` in ``dim`` dimensions (PCA when
-    the teacher is wider), cached; returns them, the PCA components (empty when the widths
-    match) and a description for the report."""
+    """The teacher's normalised embeddings (``embed``) of ``sentences`` in ``dim`` dimensions
+    (PCA when the teacher is wider), cached by the teacher's weights, length and sentences;
+    returns them, the PCA components (empty when the widths match) and what the report says."""
     from safetensors.numpy import load_file, save_file
 
     from slimbert.io import atomic_path
-    from slimbert.sbert import encode
 
     key = hashlib.sha256(
         json.dumps(
@@ -163,7 +166,7 @@ def teacher_targets(
         if targets.shape == (len(sentences), dim):
             info.update(cached=True, explained_variance=float(tensors["explained"][0]))
             return targets, tensors["components"], info
-    vectors = encode(teacher, sentences, batch_size)
+    vectors = embed(sentences)
     explained = 1.0
     components = np.zeros((0, vectors.shape[1]), dtype=np.float32)
     if vectors.shape[1] != dim:
@@ -203,18 +206,14 @@ def project(vectors: np.ndarray, components: np.ndarray) -> np.ndarray:
 
 
 def agreement(
-    student: Any,
-    teacher: Any,
+    student: Embed,
+    teacher: Embed,
     sentences: Sequence[str],
     components: np.ndarray | None = None,
-    batch_size: int = 128,
 ) -> float:
-    """Mean cosine between student and teacher embeddings (the teacher's projected onto
-    ``components`` when it is wider)."""
-    from slimbert.sbert import encode
-
-    a = encode(student, sentences, batch_size)
-    b = encode(teacher, sentences, batch_size)
+    """Mean cosine between the student's and the teacher's normalised embeddings of
+    ``sentences`` (the teacher's projected onto ``components`` when it is wider)."""
+    a, b = student(sentences), teacher(sentences)
     if components is not None:
         b = project(b, components)
     return float(np.mean(np.sum(a * b, axis=1)))
