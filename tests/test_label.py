@@ -468,3 +468,40 @@ def test_sigkill_then_the_command_resumes_and_a_rerun_keeps_every_shard(
     assert (rerun.shards, rerun.resumed_shards) == (20, 20)
     assert _shards(out) == finished
     assert len(read_silver(out)[0]) == 2000
+
+
+def test_export_teacher_labels_with_the_fp32_bundle_and_reports_agreement(
+    tmp_path: Path, tiny_model: Path, tiny_data: dict[str, Path]
+) -> None:
+    """--export-teacher fp32: the bundle (beside the silver folder, reused on a rerun) labels,
+    and its agreement with the torch teacher on a sample is in the result and the manifest."""
+    from slimbert.models import TorchClassifier
+
+    clf = tmp_path / "clf"
+    TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32).save(clf)
+    out = tmp_path / "silver"
+    options = LabelOptions(
+        teacher=clf,
+        data=str(tiny_data["validation"]),
+        out=out,
+        export_teacher="fp32",
+        agreement_rows=40,
+        shard_size=64,
+        batch_size=16,
+    )
+    result = label_corpus(options)
+    bundle = tmp_path / "silver.teacher-fp32"
+    assert (bundle / "manifest.json").is_file()
+    plan = _manifest(out)["plan"]
+    assert (plan["backend"], plan["teacher"]) == ("onnx", str(bundle.resolve()))
+    agreement = result.agreement
+    assert agreement is not None and agreement["variant"].startswith("fp32")
+    assert agreement["rows"] == 40 and agreement["agreement"] >= 0.999
+    assert agreement["max_abs_logit_diff"] < 1e-3
+    assert _manifest(out)["agreement"] == agreement
+
+    stamp = (bundle / "manifest.json").stat().st_mtime_ns
+    again = label_corpus(options)
+    assert again.resumed_shards == again.shards
+    assert again.agreement == agreement
+    assert (bundle / "manifest.json").stat().st_mtime_ns == stamp, "the bundle was re-exported"

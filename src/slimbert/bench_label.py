@@ -137,7 +137,7 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
             bundle = exported_teacher(options.teacher, work / "silver", variant, max_length)
             chosen = json.loads((bundle / "manifest.json").read_text())["variant"]
             exports[variant] = {"chosen": chosen, "seconds": time.perf_counter() - tick}
-            if variant == "fp32" or chosen == "qint8":
+            if variant == "fp32" or chosen.startswith("qint8"):
                 paths[variant] = ("onnx", bundle)
         report["exports"] = exports
 
@@ -393,7 +393,7 @@ def label_markdown(report: dict[str, Any]) -> str:
             ratio = by["fp32", cores]["per_core"] / max(by["torch", cores]["per_core"], 1e-9)
             lines.append(f"\nONNX fp32 / torch on {cores} core(s): {ratio:.2f}x")
     int8 = report["exports"]["int8"]["chosen"]
-    if int8 != "qint8":
+    if not int8.startswith("qint8"):
         lines.append("\nint8: export's quality gate kept fp32, so int8 was not measured.")
     ray = report.get("ray")
     if ray:

@@ -186,7 +186,8 @@ def label_corpus(
         bundle = exported_teacher(
             options.teacher, options.out, options.export_teacher, options.max_length
         )
-        options = options.replace(teacher=bundle, backend="onnx")
+        # From here on the bundle is the teacher; the manifest keeps the options as given.
+        options = options.replace(teacher=bundle, backend="onnx", export_teacher="none")
     out = options.out
     folder = _folder(out)
     folder.refuse_foreign()
@@ -220,7 +221,8 @@ def label_corpus(
 
     with folder.writing(plan, overwrite=overwrite) as work:
         # Informational: the options of the latest run (batch_size may change between resumes).
-        fields: dict[str, Any] = {"options": options.to_dict(), "engine": options.engine}
+        given = torch_teacher or options
+        fields: dict[str, Any] = {"options": given.to_dict(), "engine": options.engine}
         if agreement is not None:
             fields["agreement"] = agreement
         manifest = work.start(plan, n_shards, **fields)

@@ -108,7 +108,7 @@ def agreement_with_torch(
         "bundle": str(bundle_path),
         "variant": variant,
     }
-    if variant == "fp32" and share < FP32_AGREEMENT:
+    if str(variant).startswith("fp32") and share < FP32_AGREEMENT:
         log.warning(
             "the fp32 teacher bundle agrees with torch on only %.2f%% of rows (expected >= %.1f%%)",
             100 * share,
