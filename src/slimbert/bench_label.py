@@ -55,12 +55,16 @@ class LabelBenchOptions(Options):
     batch_size: int = 64
     shard_size: int = 256
     cores: tuple[int, ...] = (1, 2)
+    # Each measurement is repeated, interleaved, and the fastest kept (a busy machine only
+    # ever slows a run down); every repeat's rate is in the JSON.
+    repeats: int = 2
     ray: bool = True
     faults: bool = True
     results: Path = Path("bench/results")
 
     def validate(self) -> None:
         check(self.limit >= 1, f"limit must be at least 1, got {self.limit}")
+        check(self.repeats >= 1, f"repeats must be at least 1, got {self.repeats}")
         check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
         check(self.shard_size >= self.batch_size, "shard_size must be at least batch_size")
         usable = len(os.sched_getaffinity(0))
@@ -169,12 +173,22 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
                 "out": work / name,
             }
 
+        best: dict[tuple[str, int], dict[str, Any]] = {}
+        rates: dict[tuple[str, int], list[float]] = {}
+        for repeat in range(options.repeats):
+            for cores in options.cores:
+                with _cores(cores):
+                    for variant in (v for v in VARIANTS if v in paths):
+                        r = run(f"{variant}-{cores}-{repeat}", variant, cores)
+                        key = (variant, cores)
+                        rates.setdefault(key, []).append(round(r["steady_rows_per_second"], 1))
+                        if key not in best or r["steady_rows_per_second"] > _steady(best[key]):
+                            best[key] = r
         table: list[dict[str, Any]] = []
         for cores in options.cores:
-            with _cores(cores):
-                runs = {v: run(f"{v}-{cores}", v, cores) for v in VARIANTS if v in paths}
-            reference = runs["torch"]
-            for variant, r in runs.items():
+            reference = best["torch", cores]
+            for variant in (v for v in VARIANTS if v in paths):
+                r = best[variant, cores]
                 table.append(
                     {
                         "variant": variant,
@@ -188,6 +202,7 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
                         "max_abs_logit_diff": float(
                             np.abs(r["logits"] - reference["logits"]).max()
                         ),
+                        "repeats_rows_per_second": rates[variant, cores],
                     }
                 )
         report["throughput"] = table
@@ -213,13 +228,16 @@ def _ray_runs(
     out: dict[str, Any] = {"cores": cores, "actors": cores, "teacher": "fp32"}
     if options.faults:  # first, before this process starts a Ray of its own
         out["killed_driver"] = _killed_driver(options, work, bundle, cores)
-    with _cores(cores):
-        local = run("ray-local", "fp32", cores)
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
     try:
-        tick = time.perf_counter()
-        ray_run = run("ray-ray", "fp32", 1, engine="ray", actors=cores)
-        ray_run["seconds"] = time.perf_counter() - tick
+        local: dict[str, Any] = {}
+        ray_run: dict[str, Any] = {}
+        for repeat in range(options.repeats):  # interleaved, the fastest of each kept
+            with _cores(cores):
+                r = run(f"ray-local-{repeat}", "fp32", cores)
+            local = r if not local or _steady(r) > _steady(local) else local
+            r = run(f"ray-ray-{repeat}", "fp32", 1, engine="ray", actors=cores)
+            ray_run = r if not ray_run or _steady(r) > _steady(ray_run) else ray_run
         checksums = _checksums(local["out"]) == _checksums(ray_run["out"])
         out["local"] = _summary(local)
         out["ray"] = _summary(ray_run)
@@ -353,6 +371,10 @@ def _killed_driver(
         "rows": len(silver.texts),
         "read_silver": "ok (every row once, checksums verified)",
     }
+
+
+def _steady(r: dict[str, Any]) -> float:
+    return float(r["steady_rows_per_second"])
 
 
 def _checksums(folder: Path) -> dict[str, str]:
