@@ -39,6 +39,7 @@ import numpy as np
 
 from slimbert.benchmarks import machine_info, save_results
 from slimbert.config import Options, check
+from slimbert.errors import SlimbertError
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,13 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
         exports: dict[str, Any] = {}
         for variant in ("fp32", "int8"):
             tick = time.perf_counter()
-            bundle = exported_teacher(options.teacher, work / "silver", variant, max_length)
+            try:
+                bundle = exported_teacher(options.teacher, work / "silver", variant, max_length)
+            except SlimbertError as exc:  # int8 needs a recorded validation set for its gate
+                if variant == "fp32":
+                    raise
+                exports[variant] = {"chosen": "none", "error": str(exc)}
+                continue
             chosen = json.loads((bundle / "manifest.json").read_text())["variant"]
             exports[variant] = {"chosen": chosen, "seconds": time.perf_counter() - tick}
             if variant == "fp32" or chosen.startswith("qint8"):
@@ -416,7 +423,8 @@ def label_markdown(report: dict[str, Any]) -> str:
             lines.append(f"\nONNX fp32 / torch on {cores} core(s): {ratio:.2f}x")
     int8 = report["exports"]["int8"]["chosen"]
     if not int8.startswith("qint8"):
-        lines.append("\nint8: export's quality gate kept fp32, so int8 was not measured.")
+        why = report["exports"]["int8"].get("error") or "export's quality gate kept fp32"
+        lines.append(f"\nint8 was not measured: {why}.")
     ray = report.get("ray")
     if ray:
         lines += [
