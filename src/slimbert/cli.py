@@ -138,7 +138,7 @@ HELP = {
     "sentences), nli (SNLI), sts (STS benchmark) or target (your pairs).",
     "normalize": "L2-normalise embeddings (a Normalize module after mean pooling).",
     "evals_per_epoch": "Validation Spearman evaluations per epoch (early stopping).",
-    "engine": "local (this process) or ray (a Ray Data actor pool; pip install 'slimbert[scale]').",
+    "engine": "local (this process) or ray (a Ray Data actor pool; needs the scale extra).",
     "address": "Ray cluster to join (auto, ray://head:10001); left out: a local Ray on this "
     "machine's cores.",
     "actors": "Ray actors, one CPU each (default: the cluster's CPUs).",
