@@ -223,3 +223,18 @@ def test_the_own_data_pipeline_template_runs_on_a_split_folder(
     manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
     assert manifest["gate"]["data"] == str(tmp_path / "split" / "validation.csv")
     assert manifest["max_length"] == 64  # the teacher's, through label and distill
+
+
+def test_recorded_data_of_older_models_and_bundles(tmp_path: Path) -> None:
+    old = tmp_path / "old-teacher"  # trained before `data` was recorded: its options say
+    old.mkdir()
+    options = {"train": "tweets3:train", "validation": "tweets3:validation"}
+    (old / "train_report.json").write_text(json.dumps({"options": options}))
+    assert recorded_data(old)["validation"] == "tweets3:validation"  # type: ignore[index]
+    bundle = tmp_path / "bundle"  # an older bundle: follows source_model
+    bundle.mkdir()
+    manifest = {"format": "slimbert-bundle/1", "source_model": str(old)}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert recorded_data(bundle)["train"] == "tweets3:train"  # type: ignore[index]
+    (tmp_path / "bare").mkdir()
+    assert recorded_data(tmp_path / "bare") is None
