@@ -183,7 +183,11 @@ def evaluate_models(options: EvalOptions) -> dict[str, Any]:
 
 def _save(options: EvalOptions, result: dict[str, Any]) -> dict[str, Any]:
     if options.out is not None:
+        from slimbert.io import claim_report
+
         out = Path(options.out)
+        # A file of that name is replaced only when it is an evaluation slimbert wrote.
+        claim_report(out.with_suffix(".json"), "evaluation", companions=[out.with_suffix(".md")])
         write_json(out.with_suffix(".json"), result)
         with atomic_open(out.with_suffix(".md")) as fh:
             fh.write(markdown_table(result))

@@ -5,6 +5,14 @@ one marker per kind (a JSON file inside it, see ``OUTPUT_KINDS``), :func:`claim_
 refuses an ``--out`` that holds anything else (a file, a user's folder, another kind), and
 :func:`atomic_dir` swaps a finished folder in without a moment with no output, deleting the
 old one only once the new one is in place.
+
+Report files written with ``--out`` (eval, index calibrate, invoke, export's
+``<out>.export.json``, package's ``<stem>.sizes.json``) are owned the same way:
+:func:`claim_report` lets a run replace only a report of its own kind that slimbert wrote
+(recognised by the keys it always holds, ``REPORT_KINDS``); a file slimbert did not write, a
+folder or another kind of report is refused, never replaced. Files written beside a report
+(its ``.md`` table, a package's zip and template) are replaced only when that report is
+slimbert's; :func:`write_report` checks and writes.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,6 +51,16 @@ OUTPUT_KINDS: dict[str, tuple[str, str | None]] = {
     "cross-encoder": (MARKER_FILE, "slimbert-cross-encoder/1"),
 }
 _CLASSIFIER_KEYS = ("head", "label_names", "max_length")
+# Reports: a JSON object written with --out, recognised by the keys every version of it holds.
+REPORT_KINDS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "evaluation": lambda d: isinstance(d.get("models"), list) and ("rows" in d or "pairs" in d),
+    "calibration": lambda d: all(k in d for k in ("threshold", "validation", "test", "bundle")),
+    "invoke report": lambda d: all(k in d for k in ("package", "requests", "bad_request_status")),
+    "export report": lambda d: d.get("stage") == "export" and "manifest" in d,
+    "package report": lambda d: all(
+        k in d for k in ("package", "target", "components", "package_bytes")
+    ),
+}
 _LEGACY_REPORTS = {
     "sentence-transformer": ("sbert_report.json", "sbert-train"),
     "cross-encoder": ("cross_encoder_report.json", "cross-encoder"),
@@ -175,6 +193,75 @@ def claim_output(out: str | Path, kind: str, *, replace: bool) -> None:
         "replace it",
         hint="pass a new --out, or an empty folder (--overwrite never replaces such a folder)",
     )
+
+
+def report_kind(path: str | Path) -> str | None:
+    """The kind of slimbert report the file ``path`` holds (a key of ``REPORT_KINDS``), or None."""
+    path = Path(path)
+    if not path.is_file() or path.is_symlink():
+        return None
+    data = _read_marker(path)
+    if data is None:
+        return None
+    return next((kind for kind, holds in REPORT_KINDS.items() if holds(data)), None)
+
+
+def claim_report(path: str | Path, kind: str, *, companions: Iterable[str | Path] = ()) -> None:
+    """Refuse to write the report ``path`` of ``kind`` where that would replace a user's file.
+
+    ``path`` may be missing or a ``kind`` report slimbert wrote (then it is replaced, as a
+    rerun of the command always did). A file slimbert did not write, a report of another
+    kind, a folder or a symbolic link is refused. ``companions`` are written beside the
+    report (its Markdown table, a package's zip): each may exist only when ``path`` is
+    slimbert's report, the one thing that says the set is ours.
+    """
+    path = Path(path)
+    hint = f"pass another --out, or move it away (slimbert replaces only {kind} files it wrote)"
+    if path.is_symlink() or path.is_dir():
+        what = "a symbolic link" if path.is_symlink() else "a folder"
+        raise SlimbertError(
+            f"{path} is {what}; slimbert writes {_a(kind)} file there and never replaces one",
+            hint=hint,
+        )
+    ours = False
+    if path.exists():
+        found = report_kind(path)
+        if found is not None and found != kind:
+            raise SlimbertError(
+                f"{path} holds {_a(found)} written by slimbert, not {_a(kind)}; refusing to "
+                "replace it",
+                hint=hint,
+            )
+        if found is None:
+            raise SlimbertError(
+                f"{path} exists and is not {_a(kind)} written by slimbert; refusing to replace it",
+                hint=hint,
+            )
+        ours = True
+    for companion in map(Path, companions):
+        if not companion.exists() and not companion.is_symlink():
+            continue
+        if companion.is_symlink() or not ours:
+            why = "a symbolic link" if companion.is_symlink() else f"no {path.name} beside it"
+            raise SlimbertError(
+                f"{companion} exists and slimbert cannot tell that it wrote it ({why}); "
+                "refusing to replace it",
+                hint=hint,
+            )
+
+
+def write_report(path: str | Path, data: Any, kind: str, *, markdown: str | None = None) -> None:
+    """Write the report ``path`` (and ``markdown`` as its ``.md`` table), each atomically;
+    refused by :func:`claim_report` where it would replace a file slimbert did not write."""
+    path = Path(path)
+    if not REPORT_KINDS[kind](data):
+        raise RuntimeError(f"{path}: the report lacks what marks {_a(kind)}")
+    md = path.with_suffix(".md")
+    claim_report(path, kind, companions=[md] if markdown is not None else [])
+    write_json(path, data)
+    if markdown is not None:
+        with atomic_open(md) as fh:
+            fh.write(markdown)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
