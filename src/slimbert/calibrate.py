@@ -18,7 +18,7 @@ import numpy as np
 
 from slimbert.config import Options, check
 from slimbert.errors import DataError, require
-from slimbert.io import atomic_open, write_json
+from slimbert.io import claim_report, write_report
 
 log = logging.getLogger(__name__)
 DUPLICATE_SCORE = 1.0
@@ -105,6 +105,9 @@ def calibrate(options: CalibrateOptions) -> dict[str, Any]:
     from slimbert.pairs import load_pairs
     from slimbert.runtime.bundle import load_bundle
 
+    out = Path(options.out).with_suffix(".json")
+    # Before the work and the index's manifest: a user's file of that name is never replaced.
+    claim_report(out, "calibration", companions=[out.with_suffix(".md")])
     bundle = load_bundle(options.bundle)
     report: dict[str, Any] = {"bundle": bundle_facts(bundle)}
     splits: dict[str, tuple[Any, Any]] = {}
@@ -120,7 +123,6 @@ def calibrate(options: CalibrateOptions) -> dict[str, Any]:
     report["validation"] = evaluate_threshold(*splits["validation"], threshold)
     report["test"] = evaluate_threshold(*splits["test"], threshold)
     report["created"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = Path(options.out).with_suffix(".json")
     report["out"] = str(out)
     if options.index is not None:
         set_threshold(
@@ -135,9 +137,7 @@ def calibrate(options: CalibrateOptions) -> dict[str, Any]:
             },
         )
         report["index"] = str(options.index)
-    write_json(out, report)
-    with atomic_open(out.with_suffix(".md")) as fh:
-        fh.write(calibration_markdown(report))
+    write_report(out, report, "calibration", markdown=calibration_markdown(report))
     return report
 
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from slimbert.config import Options, check
 from slimbert.errors import ConfigError, DataError, ModelError
-from slimbert.io import atomic_dir, read_json, sha256_file, write_json
+from slimbert.io import atomic_dir, read_json, sha256_file, write_json, write_report
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,8 @@ def export_model(options: ExportOptions) -> dict[str, Any]:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "manifest": manifest,
     }
-    write_json(out.parent / f"{out.name}.export.json", report)
+    # Replaces only an export report slimbert wrote (a user's file of that name is kept).
+    write_report(out.parent / f"{out.name}.export.json", report, "export report")
     log.info("bundle %s: %s, %d bytes", out, chosen, manifest["files"][chosen]["bytes"])
     return manifest
 
