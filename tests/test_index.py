@@ -303,6 +303,51 @@ def test_calibrate_writes_report_and_index_threshold(
     assert results[0]["is_duplicate"] is True
 
 
+def test_calibrate_replaces_only_its_own_report(
+    embedder_bundle: Path, toy_index: Path, tmp_path: Path
+) -> None:
+    """A user's file named like the report keeps its bytes, and the index is not touched."""
+    pytest.importorskip("sklearn")
+    import hashlib
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+
+    index = tmp_path / "index"
+    shutil.copytree(toy_index, index)
+    pairs = write_pairs(tmp_path / "pairs.csv", PAIRS)
+    manifest = (index / "manifest.json").read_bytes()
+    mine = tmp_path / "cal.json"
+    mine.write_text('{"threshold": "my notes"}\n', encoding="utf-8")
+    notes = tmp_path / "notes.md"  # a Markdown file without a report beside it
+    notes.write_text("# my notes\n", encoding="utf-8")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (mine, notes)}
+    args = ["index", "calibrate", "--bundle", str(embedder_bundle), "--validation", pairs]
+    args += ["--test", pairs, "--index", str(index)]
+    for out, message in (
+        (tmp_path / "cal", "is not a calibration written by slimbert"),
+        (tmp_path / "notes", "no notes.json beside it"),
+    ):
+        result = CliRunner().invoke(app, [*args, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert message in text and "hint:" in text
+        options = CalibrateOptions(
+            bundle=embedder_bundle, validation=pairs, test=pairs, index=index, out=out
+        )
+        with pytest.raises(SlimbertError, match=message.split(" (")[0]):
+            calibrate(options)  # the Python API refuses too, before touching the index
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (mine, notes)} == before
+    assert (index / "manifest.json").read_bytes() == manifest
+    # Its own report is replaced on a rerun, as always.
+    for _ in range(2):
+        result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run.json").read_text())["out"] == str(tmp_path / "run.json")
+
+
 def test_set_threshold_refuses_another_models_threshold(toy_index: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -332,3 +332,141 @@ def test_replace_dir_puts_a_new_folder_in_place(tmp_path: Path) -> None:
     (new / "a").write_text("1", encoding="utf-8")
     replace_dir(new, target)
     assert (target / "a").read_text() == "1" and not new.exists()
+
+
+# -- report files: claim_report, write_report, and the commands that write them ---------------
+def test_claim_report_replaces_only_a_report_of_its_kind_slimbert_wrote(tmp_path: Path) -> None:
+    from slimbert.io import claim_report, report_kind, write_report
+
+    report = tmp_path / "eval.json"
+    claim_report(report, "evaluation", companions=[tmp_path / "eval.md"])  # nothing there
+    write_report(report, {"models": [], "rows": 3}, "evaluation", markdown="# table\n")
+    assert report_kind(report) == "evaluation" and (tmp_path / "eval.md").is_file()
+    write_report(report, {"models": [1], "rows": 4}, "evaluation", markdown="# new\n")
+    assert (tmp_path / "eval.md").read_text() == "# new\n"  # its own report: replaced
+
+    with pytest.raises(SlimbertError, match="holds an evaluation written by slimbert, not a"):
+        claim_report(report, "calibration")
+    mine = user_file(tmp_path / "invoke.json")
+    notes = tmp_path / "cal.md"
+    notes.write_text("# my calibration notes\n", encoding="utf-8")
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "link.json").symlink_to(report)
+    before = snapshot(tmp_path)
+    refusals = [
+        (lambda: claim_report(mine, "invoke report"), "is not an invoke report written by"),
+        (
+            lambda: write_report(tmp_path / "cal.json", {}, "calibration", markdown="x"),
+            "lacks what marks",
+        ),
+        (
+            lambda: claim_report(tmp_path / "cal.json", "calibration", companions=[notes]),
+            "no cal.json beside it",
+        ),
+        (lambda: claim_report(tmp_path / "folder.json", "evaluation"), "is a folder"),
+        (lambda: claim_report(tmp_path / "link.json", "evaluation"), "symbolic link"),
+    ]
+    for call, message in refusals:
+        with pytest.raises((SlimbertError, RuntimeError), match=message) as info:
+            call()
+        if isinstance(info.value, SlimbertError):
+            assert info.value.hint and "another --out" in info.value.hint
+    assert snapshot(tmp_path) == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_every_report_kind_recognises_what_its_command_writes(tmp_path: Path) -> None:
+    from slimbert.io import REPORT_KINDS, report_kind
+
+    written = {
+        "evaluation": {"data": "x", "rows": 9, "models": []},
+        "calibration": {"bundle": {}, "threshold": 0.8, "validation": {}, "test": {}},
+        "invoke report": {"package": "p.zip", "requests": 5, "bad_request_status": 400},
+        "export report": {"stage": "export", "bundle": "b", "manifest": {}},
+        "package report": {"package": "p.zip", "target": "t", "components": [], "package_bytes": 1},
+    }
+    assert set(written) == set(REPORT_KINDS)
+    for kind, data in written.items():
+        io.write_json(tmp_path / "r.json", data)
+        assert report_kind(tmp_path / "r.json") == kind
+    io.write_json(tmp_path / "r.json", {"embedding": "task", "models": []})
+    assert report_kind(tmp_path / "r.json") is None
+
+
+@pytest.mark.parametrize(
+    "command", ["eval", "index calibrate", "invoke", "export"], ids=lambda c: c.replace(" ", "-")
+)
+def test_report_commands_keep_a_users_file_of_the_same_name(
+    command: str, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    out = work / "results"
+    zip_path = work / "p.zip"
+    args, mine = {
+        "eval": (
+            ["eval", "--models", str(inputs["classifier"]), "--data", str(inputs["data_test"])],
+            [work / "results.json", work / "results.md"],
+        ),
+        "index calibrate": (
+            [
+                "index",
+                "calibrate",
+                "--bundle",
+                str(inputs["bundle"]),
+                "--validation",
+                str(inputs["pairs_validation"]),
+                "--test",
+                str(inputs["pairs_test"]),
+            ],
+            [work / "results.json"],
+        ),
+        "invoke": (["invoke", "--package", str(zip_path)], [out]),
+        "export": (
+            ["export", "--model", str(inputs["classifier"]), "--no-quantize"],
+            [work / "results.export.json"],
+        ),
+    }[command]
+    for i, path in enumerate(mine):
+        user_file(path)
+        path.write_text(f"my {i} results\n", encoding="utf-8")
+        before = snapshot(work)
+        result = runner.invoke(app(), [*args, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "slimbert: error:" in text and "refusing to replace it" in text, text
+        assert "hint:" in text
+        assert snapshot(work) == before
+        assert [p.name for p in work.iterdir()] == [path.name], "nothing else written"
+        path.unlink()
+
+
+def test_invoke_api_refuses_what_is_not_a_lambda_zip(tmp_path: Path) -> None:
+    import zipfile
+
+    from slimbert.invoke import InvokeOptions, check_package_zip, invoke_package
+
+    text = tmp_path / "p.zip"
+    text.write_text("not a zip", encoding="utf-8")
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("hello.txt", "hi")
+    cases = {
+        tmp_path / "missing.zip": "does not exist",
+        text: "is not a zip file",
+        other: "not a slimbert Lambda package",
+        tmp_path: "is a folder, not a zip file",
+    }
+    for package, message in cases.items():
+        options = InvokeOptions(package=package, out=tmp_path / "invoke.json")
+        with pytest.raises(SlimbertError, match=message) as info:
+            invoke_package(options)
+        assert info.value.hint
+    ours = tmp_path / "ours.zip"
+    with zipfile.ZipFile(ours, "w") as zf:
+        zf.writestr("slimbert/runtime/handler.py", "")
+    check_package_zip(ours)
+    mine = user_file(tmp_path / "invoke.json")
+    before = snapshot(mine)
+    with pytest.raises(SlimbertError, match="not an invoke report written by slimbert"):
+        invoke_package(InvokeOptions(package=ours, out=mine))
+    assert snapshot(mine) == before

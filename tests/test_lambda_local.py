@@ -168,3 +168,40 @@ def test_gcp_folder_under_functions_framework(
         assert _labels(json.loads(again["body"])) == ["negative"]
         pgid = function.pid
     assert pgid is not None and not _group_alive(pgid)
+
+
+def test_template_settings_resolve_refs_to_parameter_defaults(tmp_path: Path) -> None:
+    """The emulator gets what a deploy with the template's defaults gives: LogLevel's Default,
+    not the text of the Ref; what only a deploy can resolve is left out."""
+    import yaml
+
+    from slimbert.package import PackageOptions, sam_template
+
+    options = PackageOptions(memory_mb=2048, timeout_s=12)
+    zip_path = tmp_path / f"{options.stem}.zip"
+    text = sam_template(options, zip_path.name, manifest_sha256="ab" * 32)
+    template = zip_path.with_name(f"{options.stem}.template.yaml")
+    template.write_text(text, encoding="utf-8")
+    settings = lambda_local._template_settings(zip_path)
+    assert settings["env"]["SLIMBERT_LOG_LEVEL"] == "WARNING"
+    assert settings["env"]["SLIMBERT_THREADS"] == "1"
+    assert settings["env"]["SLIMBERT_MANIFEST_SHA256"] == "ab" * 32
+    assert (settings["memory_mb"], settings["timeout_s"]) == (2048, 12)
+    assert not any("Ref" in value or "{" in value for value in settings["env"].values())
+
+    doc = yaml.safe_load(text)
+    variables = doc["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    variables["FROM_ATTR"] = {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}
+    variables["NO_DEFAULT"] = {"Ref": "AWS::Region"}
+    variables["FLAG"] = True
+    doc["Parameters"]["LogLevel"]["Default"] = "INFO"
+    doc["Resources"]["Function"]["Properties"]["MemorySize"] = {"Ref": "Memory"}
+    doc["Parameters"]["Memory"] = {"Type": "Number", "Default": 512}
+    template.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    settings = lambda_local._template_settings(zip_path)
+    assert settings["env"]["SLIMBERT_LOG_LEVEL"] == "INFO"
+    assert settings["env"]["FLAG"] == "true"
+    assert "FROM_ATTR" not in settings["env"] and "NO_DEFAULT" not in settings["env"]
+    assert settings["memory_mb"] == 512
+    function = LocalLambda(zip_path)  # what start() would hand the runtime
+    assert function.template_env["SLIMBERT_LOG_LEVEL"] == "INFO" and function.memory_mb == 512

@@ -593,3 +593,99 @@ def test_lambda_init_fails_when_the_manifest_digest_differs(
     assert answer.get("errorType") == "ModelLoadError", answer
     assert "does not match the sha256 recorded when it was packaged" in answer["errorMessage"]
     assert "Init failed" in log
+
+
+# -- never replacing what slimbert did not write ----------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): sha256(p) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("target", "name", "message"),
+    [
+        ("gcp-function", "slimbert-gcp-function/thesis.txt", "cannot tell that it wrote"),
+        ("gcp-function", "slimbert-gcp-function.sizes.json", "not a package report"),
+        ("gcp-function", "slimbert-gcp-function.sizes.md", "no slimbert-gcp-function.sizes"),
+        ("aws-lambda", "slimbert-aws-lambda-x86_64.zip", "no slimbert-aws-lambda-x86_64.sizes"),
+        ("aws-lambda", "slimbert-aws-lambda-x86_64.template.yaml", "cannot tell that it wrote"),
+        ("aws-lambda", "slimbert-aws-lambda-x86_64.cdx.json", "cannot tell that it wrote"),
+        ("aws-lambda", "slimbert-aws-lambda-x86_64.sizes.json", "not a package report"),
+    ],
+)
+def test_package_never_replaces_a_users_file_or_folder(
+    target: str, name: str, message: str, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+
+    out = tmp_path / "out"
+    mine = out / name
+    mine.parent.mkdir(parents=True)
+    mine.write_text("three years of work\n", encoding="utf-8")
+    (out / "notes.txt").write_text("other files in --out are left alone\n", encoding="utf-8")
+    before = _tree(out)
+    args = ["package", "--bundle", str(tiny_bundle), "--out", str(out), "--target", target]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "slimbert: error:" in text and message in text and "hint:" in text, text
+    assert _tree(out) == before
+    assert sorted(p.name for p in out.iterdir()) == sorted({name.split("/")[0], "notes.txt"})
+    with pytest.raises(SlimbertError, match="refusing to replace it"):  # the Python API too
+        build_package(PackageOptions(bundle=tiny_bundle, out=out, target=target))  # type: ignore[arg-type]
+    assert _tree(out) == before
+
+
+def test_gcp_folder_is_swapped_only_while_it_is_ours(tiny_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    options = PackageOptions(bundle=tiny_bundle, out=out, target="gcp-function")
+    build_package(options)
+    folder = out / options.stem
+    build_package(options)  # its own folder: replaced, nothing left beside
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [options.stem, f"{options.stem}.sizes.json", f"{options.stem}.sizes.md"]
+    )
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "main.py").write_text("print('my own function')\n", encoding="utf-8")
+    with pytest.raises(SlimbertError, match="not a gcp-function folder slimbert wrote"):
+        build_package(options)
+    assert (folder / "main.py").read_text(encoding="utf-8") == "print('my own function')\n"
+    shutil.rmtree(folder)
+    folder.write_text("a file", encoding="utf-8")
+    with pytest.raises(SlimbertError, match="not a gcp-function folder slimbert wrote"):
+        build_package(options)
+    folder.unlink()
+    (out / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(SlimbertError, match="is a file"):
+        build_package(options.replace(out=out / "file"))
+
+
+def test_a_foreign_zip_beside_a_slimbert_report_is_refused(
+    lambda_package: tuple[Path, dict[str, Any]], tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """The report vouches for the files beside it; the zip must hold the runtime as well."""
+    zip_path, _ = lambda_package
+    out = tmp_path / "out"
+    shutil.copytree(zip_path.parent, out)
+    mine = out / zip_path.name
+    with zipfile.ZipFile(mine, "w") as zf:
+        zf.writestr("photos/holiday.jpg", b"\xff\xd8")
+    before = _tree(out)
+    with pytest.raises(SlimbertError, match="not a Lambda zip slimbert wrote"):
+        build_package(PackageOptions(bundle=tiny_bundle, out=out))
+    assert _tree(out) == before
+    pkg.claim_package_outputs(PackageOptions(bundle=tiny_bundle, out=zip_path.parent))  # ours
+
+
+def test_a_missing_bundle_is_said_to_be_missing(tmp_path: Path) -> None:
+    options = PackageOptions(bundle=tmp_path / "nowhere", out=tmp_path / "out")
+    with pytest.raises(SlimbertError, match=r"bundle .*nowhere does not exist") as info:
+        build_package(options)
+    assert info.value.hint and "slimbert export" in info.value.hint
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(SlimbertError, match="is a file, not a bundle folder"):
+        build_package(options.replace(bundle=tmp_path / "file"))

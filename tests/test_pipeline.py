@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 from slimbert.errors import ConfigError
 from slimbert.pipeline import plan, read_pipeline, run_pipeline
 
-FAST = {"epochs": 6, "patience": 6, "batch_size": 16, "lr": 3e-3, "max_length": 32}
+FAST: dict[str, Any] = {"epochs": 6, "patience": 6, "batch_size": 16, "lr": 3e-3, "max_length": 32}
 
 
 def _pipeline(tmp: Path, model: Path, data: dict[str, Path], distill_loss: str = "hard") -> Path:
@@ -168,9 +168,9 @@ def test_distill_with_soft_targets_and_gold_mix(
             validation=str(tiny_data["validation"]),
             gold=str(tiny_data["train"]),
             out=tmp_path / "st",
-            loss=loss,
+            loss=loss,  # type: ignore[arg-type]
             **FAST,
-        )  # type: ignore[arg-type]
+        )
     )
     assert report["gold_rows"] == 240 and report["silver_rows"] == 400
     assert report["parameters"] > 0 and len(report["history"]) >= 1
@@ -260,3 +260,78 @@ def test_pipeline_never_deletes_a_finished_shard_folder_or_a_users_folder(
         run_pipeline([step(100, out=mine)], hooks=hooks, overwrite=True)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_pipeline_file_errors_name_the_file_and_step_with_hints(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("# café\nsteps:\n  - stage: train\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8") as info:
+        read_pipeline(latin)
+    assert info.value.hint is not None and "iconv" in info.value.hint
+
+    bad = tmp_path / "sentiment.yaml"
+    bad.write_text("steps:\n  - name: teacher\n    stage: train\n    epochs: -1\n")
+    with pytest.raises(ConfigError) as info:
+        read_pipeline(bad)
+    assert info.value.message == (f"step 'teacher' in {bad}: epochs must be at least 1, got -1")
+    bad.write_text("steps:\n  - name: teacher\n    stage: train\n    epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"step 'teacher' in .*unknown option 'epoch'") as info:
+        read_pipeline(bad)
+    assert info.value.hint == "did you mean 'epochs'?"
+
+    cases = {
+        "vars: {}\n": "needs a 'steps:' list",
+        "steps:\n  - train: x\n": "step 1 needs a 'stage:'",
+        "steps:\n  - stage: train\n    out: ${nowhere}/t\n": "unknown variable ${nowhere}",
+        "steps:\n  - stage: train\n    out: runs/$\n": "not a valid ${name} substitution",
+        "vars: [a]\nsteps: []\n": "vars must be a mapping",
+        "steps:\n  - {stage: train, name: a}\n  - {stage: train, name: a}\n": "'a' is used twice",
+        "[unclosed\n": "is not valid YAML",
+    }
+    for text, message in cases.items():
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as info:
+            read_pipeline(bad)
+        assert message in info.value.message and str(bad) in info.value.message, text
+        assert info.value.hint, f"no hint for {text!r}"
+    bad.write_text("steps: []\nprofiles:\n  quick: [1]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="profile 'quick' must be a mapping"):
+        read_pipeline(bad, profile="quick")
+
+
+def test_a_step_never_replaces_a_users_file_named_like_its_report(tmp_path: Path) -> None:
+    """eval, index calibrate, invoke and export write report files: a user's file of that
+    name is refused before the step runs (bytes kept), whatever the overwrite setting."""
+    import hashlib
+
+    from slimbert.calibrate import CalibrateOptions
+    from slimbert.errors import SlimbertError
+    from slimbert.evaluate import EvalOptions
+    from slimbert.export import ExportOptions
+    from slimbert.invoke import InvokeOptions
+    from slimbert.pipeline import Step
+
+    work = tmp_path / "work"
+    work.mkdir()
+    mine = {
+        "eval": work / "results.json",
+        "calibrate": work / "cal.md",  # no cal.json beside it
+        "invoke": work / "invoke.json",
+        "export": work / "bundle.export.json",
+    }
+    for path in mine.values():
+        path.write_text('{"mine": true}\n', encoding="utf-8")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in mine.values()}
+    steps = [
+        Step("eval", "eval", EvalOptions(models=("missing",), data="x.csv", out=work / "results")),
+        Step("cal", "index-calibrate", CalibrateOptions(bundle=work, out=work / "cal")),
+        Step("invoke", "invoke", InvokeOptions(package=work / "p.zip", out=work / "invoke.json")),
+        Step("export", "export", ExportOptions(model=work / "model", out=work / "bundle")),
+    ]
+    for step in steps:
+        for overwrite in (None, True):
+            with pytest.raises(SlimbertError, match="refusing to replace") as info:
+                run_pipeline([step], overwrite=overwrite)
+            assert info.value.hint and "another --out" in info.value.hint
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in mine.values()} == before
+    assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in mine.values())

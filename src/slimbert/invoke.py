@@ -22,7 +22,10 @@ import numpy as np
 
 from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
-from slimbert.io import write_json
+from slimbert.io import claim_report, write_report
+
+# Every zip `slimbert package --target aws-lambda` writes holds the serving entry point.
+_HANDLER_MEMBER = "slimbert/runtime/handler.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +68,46 @@ def peak_rss_mb(pid: int) -> float | None:
     return peak
 
 
+def check_package_zip(package: Path) -> None:
+    """Fail in one line, with a hint, on a ``package`` that is not a Lambda zip slimbert wrote."""
+    import zipfile
+
+    package = Path(package)
+    hint = "pass the .zip that `slimbert package --target aws-lambda` wrote"
+    if package.is_dir():
+        raise SlimbertError(f"package {package} is a folder, not a zip file", hint=hint)
+    if not package.is_file():
+        raise SlimbertError(
+            f"package {package} does not exist", hint="build it with `slimbert package`"
+        )
+    if not zipfile.is_zipfile(package):
+        raise SlimbertError(f"package {package} is not a zip file", hint=hint)
+    try:
+        with zipfile.ZipFile(package) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SlimbertError(
+            f"package {package} cannot be read as a zip: {exc}", hint=hint
+        ) from None
+    if _HANDLER_MEMBER not in names:
+        raise SlimbertError(
+            f"package {package} is a zip without {_HANDLER_MEMBER}: not a slimbert Lambda package",
+            hint=hint,
+        )
+
+
 def invoke_package(options: InvokeOptions) -> dict[str, Any]:
+    """Invoke the zip ``options.package`` through the local emulator; write ``options.out``.
+
+    Checked before anything starts: the package is a slimbert Lambda zip, and ``out`` is
+    missing or an invoke report slimbert wrote (a user's file of that name is never replaced).
+    """
     from slimbert.data import load_texts
     from slimbert.lambda_local import LocalLambda, function_url_event
     from slimbert.pairs import distinct_sentences, is_pair_spec
 
+    check_package_zip(options.package)
+    claim_report(options.out, "invoke report")
     if is_pair_spec(options.data):  # an embedder's data: the sentences of a pair set
         texts = distinct_sentences(options.data, limit=options.requests)
     else:
@@ -140,7 +178,7 @@ def invoke_package(options: InvokeOptions) -> dict[str, Any]:
                 for got, w in zip(probabilities, wanted, strict=True)
                 for label, p in w["probabilities"].items()
             )
-    write_json(options.out, result)
+    write_report(options.out, result, "invoke report")
     return result
 
 

@@ -216,7 +216,7 @@ def claim_report(path: str | Path, kind: str, *, companions: Iterable[str | Path
     slimbert's report, the one thing that says the set is ours.
     """
     path = Path(path)
-    hint = f"pass another --out, or move it away (slimbert replaces only {kind} files it wrote)"
+    hint = "pass another --out, or move that away: slimbert replaces only files it wrote"
     if path.is_symlink() or path.is_dir():
         what = "a symbolic link" if path.is_symlink() else "a folder"
         raise SlimbertError(

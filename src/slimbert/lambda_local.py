@@ -492,22 +492,53 @@ def _zip_arch(package_zip: Path) -> str | None:
 
 
 def _template_settings(package_zip: Path) -> dict[str, Any]:
-    """MemorySize, Timeout and environment from the SAM template written beside the zip."""
+    """MemorySize, Timeout and environment from the SAM template written beside the zip.
+
+    Values are what a deploy with the template's defaults would give: a ``{"Ref": P}`` to a
+    template parameter becomes ``P``'s ``Default``; a value that only a deploy can resolve (a
+    Ref without a default, another intrinsic function) is left out, and logged.
+    """
     template = package_zip.with_name(package_zip.stem + ".template.yaml")
     if not template.is_file():
         return {}
     import yaml
 
     try:
-        props = yaml.safe_load(template.read_text())["Resources"]["Function"]["Properties"]
-    except (yaml.YAMLError, KeyError, TypeError):
+        doc = yaml.safe_load(template.read_text(encoding="utf-8"))
+        props = doc["Resources"]["Function"]["Properties"]
+    except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError):
         return {}
+    parameters = doc.get("Parameters") or {}
     variables = (props.get("Environment") or {}).get("Variables") or {}
+    env: dict[str, str] = {}
+    for key, value in variables.items():
+        resolved = _template_value(value, parameters)
+        if resolved is None:
+            log.info("%s: %s=%r is resolved at deploy only; left out", template, key, value)
+        else:
+            env[str(key)] = resolved
+    memory, timeout = (_template_value(props.get(k), parameters) for k in ("MemorySize", "Timeout"))
     return {
-        "memory_mb": props.get("MemorySize"),
-        "timeout_s": props.get("Timeout"),
-        "env": {str(k): str(v) for k, v in variables.items()},
+        "memory_mb": int(memory) if memory and memory.isdigit() else None,
+        "timeout_s": int(timeout) if timeout and timeout.isdigit() else None,
+        "env": env,
     }
+
+
+def _template_value(value: Any, parameters: Any) -> str | None:
+    """A template value as the string Lambda would see; None when only a deploy knows it."""
+    if isinstance(value, dict):
+        if set(value) != {"Ref"}:
+            return None  # Fn::Sub, Fn::GetAtt, ...: nothing to evaluate them with here
+        parameter = parameters.get(value["Ref"]) if isinstance(parameters, dict) else None
+        if not isinstance(parameter, dict) or "Default" not in parameter:
+            return None
+        value = parameter["Default"]
+    if value is None or isinstance(value, list | dict):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as CloudFormation writes a YAML boolean
+    return str(value)
 
 
 class LocalLambda(_LocalFunction):

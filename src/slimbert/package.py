@@ -11,6 +11,14 @@ files in ``slimbert/templates`` on every build, so a build is offline and reprod
 the first one. For scanners, the zip keeps each wheel's ``.dist-info`` METADATA, RECORD and
 licences, and a CycloneDX SBOM (``<stem>.cdx.json``) is written beside it; the GCP
 ``requirements.txt`` is its lock: the whole closure, each package pinned with its sha256.
+
+``--out`` is a folder that may hold other things; a build writes only its own files there,
+named ``<stem>.*`` (``<stem>/`` for gcp-function), and replaces them only when they are
+slimbert's: the size report ``<stem>.sizes.json`` must be a package report slimbert wrote (it
+vouches for the template, SBOM and Markdown table beside it), the zip must hold the slimbert
+runtime, the gcp-function folder our ``main.py``. Anything else of those names is refused
+before the build, never replaced; see :func:`claim_package_outputs`. Replacing is atomic: the
+zip is renamed over the old one, the folder swapped in (``slimbert.io.replace_dir``).
 """
 
 from __future__ import annotations
@@ -39,7 +47,16 @@ from typing import Any, ClassVar, Literal
 import slimbert
 from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
-from slimbert.io import atomic_open, atomic_path, read_json, sha256_file, write_json
+from slimbert.io import (
+    atomic_open,
+    atomic_path,
+    claim_report,
+    read_json,
+    replace_dir,
+    sha256_file,
+    write_json,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +86,10 @@ _SO = re.compile(r"\.so(\.[0-9.]+)?$")
 BYTECODE_TAG = "cpython-312"
 BYTECODE_INVALIDATION = "checked-hash"
 TASK_ROOT = "/var/task"  # the file names recorded in the bytecode (Python fixes them at import)
+# What marks a package slimbert wrote: the runtime in a Lambda zip, and the first line of a
+# gcp-function folder's main.py.
+_HANDLER_MEMBER = "slimbert/runtime/handler.py"
+_GCP_MAIN_FIRST_LINE = '"""Cloud Run functions entry point written by `slimbert package`."""'
 
 # What the function never loads. Paths are relative to the site-packages root of the zip.
 _STRIP_PARTS = {"tests", "__pycache__", "include"}
@@ -189,6 +210,7 @@ def build_package(options: PackageOptions, *, code_root: Path | None = None) -> 
     whose runtime source is shipped; it defaults to the installed package.
     """
     root = Path(code_root) if code_root is not None else Path(slimbert.__file__).parent.parent
+    claim_package_outputs(options)  # before any work: a user's file there is never replaced
     code = _code_entries(root)
     model = _bundle_entries(Path(options.bundle))
     if options.index is not None:
@@ -198,6 +220,63 @@ def build_package(options: PackageOptions, *, code_root: Path | None = None) -> 
     if options.target == "gcp-function":
         return _build_gcp(options, code + model, out)
     return _build_lambda(options, code + model, out)
+
+
+def package_outputs(options: PackageOptions) -> tuple[Path, list[Path]]:
+    """The size report a build writes into ``options.out``, and the files it writes beside it
+    (the zip or gcp-function folder first)."""
+    out, stem = Path(options.out), options.stem
+    if options.target == "gcp-function":
+        beside = [out / stem]
+    else:
+        beside = [out / f"{stem}.zip", out / f"{stem}.template.yaml", out / f"{stem}.cdx.json"]
+    return out / f"{stem}.sizes.json", [*beside, out / f"{stem}.sizes.md"]
+
+
+def claim_package_outputs(options: PackageOptions) -> None:
+    """Refuse a build that would replace anything slimbert did not write; return if it may.
+
+    ``--out`` must be a folder (or missing). Its ``<stem>.*`` files may be replaced only when
+    ``<stem>.sizes.json`` is a package report slimbert wrote (:func:`slimbert.io.claim_report`);
+    on top of that the zip must be a zip holding the slimbert runtime, and the gcp-function
+    folder a real folder whose ``main.py`` slimbert wrote.
+    """
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise SlimbertError(
+            f"--out {out} is a file; slimbert package writes its files into a folder",
+            hint="pass a folder (it may hold other files: only <name>-<target>* are written)",
+        )
+    report, beside = package_outputs(options)
+    claim_report(report, "package report", companions=beside)
+    package = beside[0]
+    if not package.exists() and not package.is_symlink():
+        return
+    hint = "pass another --out, or move it away: slimbert replaces only packages it wrote"
+    if options.target == "gcp-function":
+        main = package / "main.py"
+        try:
+            first = main.read_text(encoding="utf-8").split("\n", 1)[0]
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if package.is_symlink() or not package.is_dir() or first != _GCP_MAIN_FIRST_LINE:
+            raise SlimbertError(
+                f"{package} is not a gcp-function folder slimbert wrote (no main.py of ours); "
+                "refusing to replace it",
+                hint=hint,
+            )
+        return
+    try:
+        with zipfile.ZipFile(package) as zf:
+            ours = _HANDLER_MEMBER in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        ours = False
+    if not ours:
+        raise SlimbertError(
+            f"{package} is not a Lambda zip slimbert wrote (no {_HANDLER_MEMBER}); refusing "
+            "to replace it",
+            hint=hint,
+        )
 
 
 def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict[str, Any]:
@@ -240,7 +319,7 @@ def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[st
     # still override it with --set-env-vars. The model loads in each worker at its first
     # request (never in gunicorn's master), so importing the handler here costs little.
     main = (
-        '"""Cloud Run functions entry point written by `slimbert package`."""\n\n'
+        f"{_GCP_MAIN_FIRST_LINE}\n\n"
         "import os\n\n"
         f'os.environ.setdefault("{MANIFEST_SHA256_ENV}", "{_manifest_digest(own)}")\n\n'
         "from slimbert.runtime.handler import gcp_handler  # noqa: E402\n\n\n"
@@ -254,7 +333,7 @@ def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[st
     ]
     entries = sorted(own + generated, key=lambda e: e.arcname)
     folder = out / options.stem
-    # Atomic for a folder: fill a sibling, then swap it in with two renames.
+    # Atomic for a folder: fill a sibling, then swap it in (the old one is deleted after).
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=out))
     try:
         sizes: dict[str, tuple[int, int]] = {}
@@ -272,12 +351,8 @@ def _build_gcp(options: PackageOptions, own: list[_Entry], out: Path) -> dict[st
         report["libraries_note"] = "installed by Cloud Build from requirements.txt at deploy"
         _write_report(out, options, report)
         _check_limits(report)
-        old = out / f".{folder.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        claim_package_outputs(options)  # the folder is still ours (or absent) at the swap
+        replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
@@ -313,6 +388,12 @@ def _bundle_entries(bundle: Path) -> list[_Entry]:
     from slimbert.runtime.bundle import read_manifest, verify_files
 
     manifest_path = bundle / "manifest.json"
+    if not bundle.is_dir():
+        what = "is a file, not a bundle folder" if bundle.exists() else "does not exist"
+        raise SlimbertError(
+            f"bundle {bundle} {what}",
+            hint="run `slimbert export` first, or pass --bundle the folder it wrote",
+        )
     if not manifest_path.is_file():
         raise SlimbertError(
             f"{bundle} is not a bundle: manifest.json is missing",
@@ -925,9 +1006,11 @@ def size_table(report: dict[str, Any]) -> str:
 
 
 def _write_report(out: Path, options: PackageOptions, report: dict[str, Any]) -> None:
-    write_json(out / f"{options.stem}.sizes.json", report)
-    with atomic_open(out / f"{options.stem}.sizes.md") as fh:
-        fh.write(size_table(report))
+    """The size report, the first file of a build written into ``out``: the outputs are
+    claimed again here (they may have changed since the build began)."""
+    claim_package_outputs(options)
+    report_path = package_outputs(options)[0]
+    write_report(report_path, report, "package report", markdown=size_table(report))
 
 
 def lambda_threads(memory_mb: int) -> int:

@@ -35,9 +35,9 @@ from typing import Any
 
 import yaml
 
-from slimbert.config import Options
+from slimbert.config import Options, read_yaml_file
 from slimbert.errors import ConfigError
-from slimbert.io import claim_output, read_json, write_json
+from slimbert.io import claim_output, claim_report, read_json, write_json
 
 log = logging.getLogger(__name__)
 STAMP_SUFFIX = ".step.json"
@@ -52,6 +52,23 @@ OUTPUT_KINDS = {
     "index-build": "index",
     "sbert-train": "sentence-transformer",
 }
+# The stages that write report files with ``out`` (slimbert.io.REPORT_KINDS): (report, kind,
+# files beside it). Claimed before the step runs: a user's file of that name is never replaced.
+REPORT_FILES: dict[str, Callable[[Any], list[tuple[Path, str, list[Path]]]]] = {
+    "export": lambda o: [
+        (Path(o.out).with_name(Path(o.out).name + ".export.json"), "export report", [])
+    ],
+    "eval": lambda o: (
+        []
+        if o.out is None
+        else [(Path(o.out).with_suffix(".json"), "evaluation", [Path(o.out).with_suffix(".md")])]
+    ),
+    "index-calibrate": lambda o: [
+        (Path(o.out).with_suffix(".json"), "calibration", [Path(o.out).with_suffix(".md")])
+    ],
+    "invoke": lambda o: [(Path(o.out), "invoke report", [])],
+}
+_HINT_STEPS = "each step is a mapping with a 'stage:' and that stage's options (docs/pipeline.md)"
 # Set by the single-stage commands (--overwrite); None: a pipeline run (stale steps remake).
 _OVERWRITE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "slimbert_overwrite", default=None
@@ -128,37 +145,54 @@ def builtin_pipelines() -> list[str]:
 def read_pipeline(
     source: str | Path, *, profile: str | None = None, overrides: Mapping[str, str] | None = None
 ) -> list[Step]:
-    """Parse and validate a pipeline file (or a built-in name such as ``sentiment``)."""
+    """Parse and validate a pipeline file (or a built-in name such as ``sentiment``).
+
+    Every mistake is a :class:`ConfigError` with a hint, naming the file and, for a step's
+    options, the step (``step 'teacher' in sentiment.yaml: epochs must be at least 1``).
+    """
     path = Path(source)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        doc = read_yaml_file(path, "pipeline file")
     elif str(source) in builtin_pipelines():
         text = (resources.files("slimbert") / "pipelines" / f"{source}.yaml").read_text("utf-8")
+        doc = yaml.safe_load(text)
     else:
         raise ConfigError(
             f"pipeline {str(source)!r} is neither a file nor a built-in pipeline",
             hint=f"built-in: {', '.join(builtin_pipelines())}",
         )
-    try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    doc = doc or {}
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
-        raise ConfigError(f"{source}: a pipeline needs a 'steps:' list")
-    variables = {str(k): str(v) for k, v in (doc.get("vars") or {}).items()}
+        raise ConfigError(f"{source}: a pipeline needs a 'steps:' list", hint=_HINT_STEPS)
+    variables = _variables(doc.get("vars"), f"{source}: vars")
     step_overrides: dict[str, Any] = {}
     if profile is not None:
         profiles = doc.get("profiles") or {}
-        if profile not in profiles:
-            raise ConfigError(f"{source}: no profile {profile!r}", hint=f"known: {list(profiles)}")
-        variables.update({str(k): str(v) for k, v in (profiles[profile].get("vars") or {}).items()})
-        step_overrides = profiles[profile].get("steps") or {}
+        if not isinstance(profiles, dict) or profile not in profiles:
+            known_profiles = list(profiles) if isinstance(profiles, dict) else []
+            raise ConfigError(
+                f"{source}: no profile {profile!r}",
+                hint=f"known: {known_profiles}" if known_profiles else "add a 'profiles:' map",
+            )
+        chosen = profiles[profile] or {}
+        if not isinstance(chosen, dict):
+            raise ConfigError(
+                f"{source}: profile {profile!r} must be a mapping",
+                hint="give it 'vars:' and/or 'steps:' (a map of step name to options)",
+            )
+        variables.update(_variables(chosen.get("vars"), f"{source}: profile {profile!r} vars"))
+        step_overrides = chosen.get("steps") or {}
+        if not isinstance(step_overrides, dict):
+            raise ConfigError(
+                f"{source}: profile {profile!r} steps must map step names to options",
+                hint="e.g. steps: {teacher: {epochs: 1}}",
+            )
     variables.update(overrides or {})
     known = stages()
     steps: list[Step] = []
     for i, raw in enumerate(doc["steps"], start=1):
         if not isinstance(raw, dict) or "stage" not in raw:
-            raise ConfigError(f"{source}: step {i} needs a 'stage:'")
+            raise ConfigError(f"{source}: step {i} needs a 'stage:'", hint=_HINT_STEPS)
         raw = dict(raw)
         stage = raw.pop("stage")
         name = str(raw.pop("name", f"{stage}-{i}"))
@@ -167,13 +201,41 @@ def read_pipeline(
                 f"{source}: step {name!r} has unknown stage {stage!r}",
                 hint=f"stages: {', '.join(known)}",
             )
-        raw.update(step_overrides.get(name) or {})
-        options = known[stage].options.from_dict(_substitute(raw, variables, f"{source}:{name}"))
+        override = step_overrides.get(name) or {}
+        if not isinstance(override, dict):
+            raise ConfigError(
+                f"{source}: profile {profile!r} gives step {name!r} a "
+                f"{type(override).__name__}, not options",
+                hint=f"e.g. {name}: {{epochs: 1}}",
+            )
+        raw.update(override)
+        where = f"step {name!r} in {source}"
+        try:
+            options = known[stage].options.from_dict(_substitute(raw, variables, where))
+        except ConfigError as exc:
+            if exc.message.startswith(where):
+                raise
+            raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
         steps.append(Step(name, stage, options))
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: step names must be unique, got {names}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(
+            f"{source}: step names must be unique, {', '.join(map(repr, twice))} is used twice",
+            hint="give each step its own 'name:' (a step without one is named <stage>-<n>)",
+        )
     return steps
+
+
+def _variables(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where} must be a mapping, got {type(value).__name__}",
+            hint="write one `name: value` line per variable, e.g. workdir: runs/sentiment",
+        )
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _substitute(value: Any, variables: Mapping[str, str], where: str) -> Any:
@@ -181,7 +243,15 @@ def _substitute(value: Any, variables: Mapping[str, str], where: str) -> Any:
         try:
             return string.Template(value).substitute(variables)
         except KeyError as exc:
-            raise ConfigError(f"{where}: unknown variable ${{{exc.args[0]}}}") from exc
+            raise ConfigError(
+                f"{where}: unknown variable ${{{exc.args[0]}}}",
+                hint=f"define {exc.args[0]} under 'vars:', or pass --set {exc.args[0]}=VALUE",
+            ) from None
+        except ValueError as exc:  # a lone "$" or "${" that starts no variable
+            raise ConfigError(
+                f"{where}: {value!r} is not a valid ${{name}} substitution ({exc})",
+                hint="write $$ for a literal dollar sign",
+            ) from None
     if isinstance(value, list):
         return [_substitute(v, variables, where) for v in value]
     if isinstance(value, dict):
@@ -290,6 +360,8 @@ def run_pipeline(
         if kind is not None:
             # A resumable stage decides by its plan (resume, refuse, or build beside and swap).
             claim_output(out, kind, replace=replace or stage.resumable)
+        for report, report_kind, beside in REPORT_FILES.get(step.stage, lambda o: [])(step.options):
+            claim_report(report, report_kind, companions=beside)
         # The output is not current while the step runs; the output itself is left alone.
         _stamp_path(out).unlink(missing_ok=True)
         extra = hooks[step.stage](step) if hooks and step.stage in hooks else {}
