@@ -338,6 +338,24 @@ def test_bootstrap_is_paired_and_seeded() -> None:
         ExportOptions(model=Path("m"), gate_confidence=1.0)
 
 
+def test_cli_prints_the_verdict_and_json(
+    classifier: Path, tiny_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from slimbert.cli import app
+
+    args = ["export", "--model", str(classifier), "--validation", str(tiny_data["validation"])]
+    args += ["--gate-rows", "20", "--no-optimize"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)  # stdout holds the manifest and nothing else
+    assert manifest["gate"]["rows"] == 20 and manifest["gate"]["verdict"].startswith("int8 ")
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "quality gate on 20 validation rows" in result.stdout and "MiB zipped" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def embedder(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sentence_transformers import SentenceTransformer, models
@@ -407,7 +425,8 @@ def test_scored_pairs_are_read_with_or_without_header(tmp_path: Path) -> None:
         pairs = _read_pairs(str(tmp_path / name), "utf-8", limit=10)
         assert pairs is not None and pairs.scores == [4.5, 1.0]
         assert pairs.texts[1:] == ["x", "a c", "y"]
-    assert _read_pairs(str(tmp_path / "n.csv"), "utf-8", limit=1).texts == ["a, b", "a c"]
+    first = _read_pairs(str(tmp_path / "n.csv"), "utf-8", limit=1)
+    assert first is not None and first.texts == ["a, b", "a c"]
     with pytest.raises(DataError, match="line 2"):
         _read_pairs(str(tmp_path / "bad.csv"), "utf-8", limit=10)
     (tmp_path / "t.csv").write_text("id,text,label\nr0,good,positive\n")

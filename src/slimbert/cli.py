@@ -8,6 +8,7 @@ Every stage command is generated from that stage's options dataclass, so a field
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -16,7 +17,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -60,7 +61,55 @@ index_app = typer.Typer(no_args_is_help=True, help="Duplicate-text index: build,
 app.add_typer(index_app, name="index")
 app.add_typer(sbert_app, name="sbert")
 
-# One help text per option name: the names mean the same in every stage.
+# What the global options set for this run: --quiet hides progress, --json prints results.
+_STATE: dict[str, Any] = {"quiet": False}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import slimbert
+
+        typer.echo(f"{PROG} {slimbert.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Print slimbert's version and exit.",
+    ),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        help="Errors only on stderr: no progress, no warnings (log level ERROR). Results are "
+        "still printed on stdout.",
+    ),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="More log lines on stderr: -v INFO, -vv DEBUG. Without -q/-v the level is "
+        "$SLIMBERT_LOG (DEBUG, INFO, WARNING, ERROR), default WARNING.",
+    ),
+) -> None:
+    """From labelled data to a tiny, fast, cheap serverless BERT function."""
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose contradict each other", hint="give one")
+    _STATE["quiet"] = quiet
+    if quiet or verbose:
+        level = logging.ERROR if quiet else logging.INFO if verbose == 1 else logging.DEBUG
+        logging.getLogger().setLevel(level)
+
+
+# One help text per option name, where the name means the same in every stage; STAGE_HELP
+# below says what a name means in the stages where it means something else.
 HELP = {
     "model": "Base encoder: a folder, a hub id, or all-MiniLM-L6-v2 (shipped offline).",
     "train": "Gold training set: a CSV/TSV/JSONL/Parquet file, a built-in such as "
@@ -147,10 +196,211 @@ HELP = {
     "agreement_rows": "Rows the torch teacher also labels to report the exported one's agreement.",
     "cores": "Core counts to measure on, e.g. 1,2 (threads and CPU affinity limited).",
     "faults": "Also kill a Ray actor and the Ray driver mid-run and check the silver set.",
+    "text_column": "Column holding the texts.",
+    "label_column": "Column holding the labels.",
+    "encoding": "Text encoding of the data files.",
+    "max_length": "Longest input in tokens; longer texts are truncated.",
+    "epochs": "Most epochs to train (early stopping may end sooner).",
+    "patience": "Evaluations without improvement before training stops early.",
+    "weight_decay": "AdamW weight decay.",
+    "warmup_ratio": "Share of the training steps spent warming the learning rate up.",
+    "seed": "Random seed (shuffling, sampling, initialisation).",
+    "lr": "Peak learning rate (AdamW, linear decay).",
+    "batch_size": "Examples per batch.",
+    "shard_size": "Rows per Parquet shard, the unit a rerun resumes from.",
+    "temperature": "Softmax temperature of --loss soft and mix.",
+    "alpha": "--loss mix: weight of the soft (KL) part; the hard labels get 1 - alpha.",
+    "validation_limit": "Use only the first N validation pairs (smoke runs).",
+    "results": "Folder the results go under (a new <timestamp> folder each run).",
+    "target": "aws-lambda (a zip for the python3.12 runtime) or gcp-function (a folder).",
+    "arch": "CPU architecture of the function: x86_64 or arm64 (Graviton).",
+    "python": "Python version of the function runtime (its wheels and bytecode).",
+    "name": "Function name, used in the file names, the SAM template and the deploy command.",
+    "timeout_s": "Function timeout in seconds (SAM template, deploy command).",
+    "wheel_cache": "Folder of downloaded runtime wheels (default: the slimbert cache).",
+    "max_zip_mb": "Largest zip accepted, in MiB (Lambda's limit for a direct upload).",
+    "max_unzipped_mb": "Largest unzipped function accepted, in MiB (Lambda's limit).",
+    "bytecode": "Ship compiled cpython-312 bytecode (faster cold start; needs Python 3.12 here).",
+    "duration_ms": "A fixed duration per prediction in ms, instead of measured --results.",
+    "cold_start_rate": "Share of requests that meet a cold start (INIT billed; needs init ms).",
+    "init_ms": "Cold-start INIT duration in ms (default: the --results' own).",
+    "requests_per_month": "Monthly traffic priced, in requests.",
+    "p99_target_ms": "Latency target: the cheapest memory size whose p99 meets it is named.",
+    "free_tier": "Subtract the platforms' monthly free tiers.",
+    "prices": "A price table YAML replacing the shipped one (src/slimbert/prices/prices.yaml).",
+    "vm": "The always-on VM to compare with (default: the price table's reference_vm).",
+    "readme": "A README whose results table (between its markers) is refilled.",
+    "platforms": "Price-table platforms to include, comma-separated (default: every one).",
+    "inputs": "More result files or folders: eval.json, *.sizes.json, invoke.json.",
+    "latency_samples": "Real texts timed per model, after warm-up (p50/p95 reported).",
+    "latency_threads": "CPU threads for the latency measurement.",
+    "repeats": "Times each measurement is repeated, interleaved; the fastest is kept.",
+    "ray": "Also measure the Ray engine against local labelling.",
+    "tweet_tokens": "Length in tokens of the text timed for warm latency.",
+    "threads": "CPU threads per prediction (or query).",
+    "cold_runs": "Fresh processes timed to their first prediction (median and p90).",
+    "warm_runs": "Warm batch-1 predictions timed.",
+    "package": "Lambda zip from `slimbert package --target aws-lambda`.",
+    "requests": "Warm requests sent, one at a time, with real texts.",
+    "warmup": "Requests sent before timing starts.",
+    "cfs_period_ms": "Window in which the CPU share is enforced (cgroup cpu.cfs_period_us).",
+    "dim": "Vector dimension of the synthetic corpus.",
+    "queries": "Queries timed per size.",
+    "k": "Neighbours per query (recall@k against exact search).",
+    "clusters": "Clusters the synthetic unit vectors are drawn around.",
+    "connectivity": "usearch HNSW: links per node.",
+    "expansion_add": "usearch HNSW: candidates considered while adding.",
+    "expansion_search": "usearch HNSW: candidates considered while searching.",
+    "gate_confidence": "int8 over --max-f1-drop is refused only if a paired bootstrap over the "
+    "validation rows tells the drop from noise at this confidence; 0: the threshold alone.",
 }
+
+# What a name means in a stage where it differs from HELP (keyed by the options' stage).
+_RAY = "Ray actors, one CPU each (default: the cluster's CPUs)."
+STAGE_HELP: dict[str, dict[str, str]] = {
+    "train": {"max_length": "Longest input in tokens (left out: 128); recorded with the model."},
+    "distill": {
+        "validation": "Validation set for early stopping (same forms as --train; left out: the "
+        "one recorded with the silver set's teacher).",
+        "max_length": "Longest input in tokens (left out: the teacher's).",
+    },
+    "label": {
+        "teacher": "The teacher: a trained classifier folder (--backend torch) or an exported "
+        "bundle (--backend onnx).",
+        "data": "Unlabelled texts to label: a file, a built-in <name>:<split> (e.g. "
+        "sentiment3:pool) or hf:<id>[:split].",
+        "out": "Silver set folder (Parquet shards; a rerun resumes after the last one).",
+        "backend": "torch (the teacher folder) or onnx (an exported bundle, with onnxruntime).",
+        "max_length": "Longest input in tokens (left out: the teacher's own).",
+    },
+    "cross-encoder": {
+        "model": "Base encoder of the cross-encoder: a folder, a hub id, or all-MiniLM-L6-v2.",
+        "train": "Gold scored pair sets, comma-separated: stsb:<split>, mrpc-target:<split>, "
+        "files.",
+        "validation": "Scored pairs for early stopping (Spearman).",
+        "out": "Cross-encoder folder; written atomically.",
+    },
+    "augment": {
+        "out": "Folder of the silver pairs (silver.parquet) and their shards.",
+        "text_column": "Column of a --pool file holding the sentences.",
+    },
+    "sbert-train": {
+        "model": "A sentence-transformers folder (the previous stage's output), a transformer "
+        "folder, or all-MiniLM-L6-v2.",
+        "train": "Training pairs: snli:train, stsb:train, mrpc-target:train, a pair file "
+        "(sentence1,sentence2,score) or silver.parquet (left out: the --stage's own).",
+        "validation": "Scored pairs for early stopping, e.g. stsb:validation (left out: the "
+        "--stage's own).",
+        "loss": "auto (the --stage's own), softmax or mnrl (nli), cosine (sts, target) or mse "
+        "(distill).",
+        "teacher": "The sentence embedder whose embeddings --stage distill reproduces.",
+        "layers": "Keep only these encoder layers, e.g. 0,2,5.",
+        "batch_size": "Pairs per batch (left out: the --stage's own).",
+        "lr": "Peak learning rate (left out: the --stage's own).",
+        "epochs": "Most epochs (left out: the --stage's own).",
+        "evals_per_epoch": "Validation Spearman evaluations per epoch (left out: the --stage's "
+        "own).",
+        "out": "Sentence-transformers folder; written atomically.",
+    },
+    "export": {
+        "model": "Model to export: a `slimbert train`/`distill` folder (classifier) or a "
+        "sentence-transformers folder (embedder).",
+        "validation": "Labelled rows (classifiers) or scored pairs (embedders) for the int8 "
+        "quality gate; auto: the set recorded with --model; none: no gate, fp32 kept.",
+        "out": "Bundle folder; written atomically.",
+        "max_length": "Longest input in tokens (left out: the model's own).",
+        "opset": "ONNX opset (17 runs on every onnxruntime >= 1.14).",
+        "normalize": "Embedders: L2-normalise inside the graph (left out: as the model does).",
+    },
+    "package": {
+        "bundle": "Bundle folder to ship (`slimbert export`).",
+        "out": "Folder for the zip (or function folder), its size report, SBOM and template.",
+        "memory_mb": "Memory size in MB written into the SAM template and deploy command.",
+        "index": "A duplicate index to ship as index/ (`slimbert index build`, same bundle).",
+    },
+    "cost": {
+        "results": "Measured durations: a lambda.json from `slimbert bench lambda`.",
+        "platform": "Price-table platform: aws-lambda-x86_64, aws-lambda-arm64, "
+        "gcp-functions-gen1, gcp-functions-gen2, azure-functions-flex, or all (left out: the "
+        "--results' platform).",
+        "memory_mb": "Memory sizes to price in MB, e.g. 512,1024 (left out: the --results' "
+        "sizes, else 1024).",
+        "out": "Write <out>.json and <out>.md (left out: print only).",
+    },
+    "report": {
+        "results": "A results root, or one <timestamp> folder of it.",
+        "out": "Report folder (left out: <latest results folder>/report).",
+        "memory_mb": "Memory sizes a lambda.json must have measured to be used (left out: the "
+        "benchmark's sizes).",
+        "prices": HELP["prices"],
+    },
+    "invoke": {
+        "package": HELP["package"],
+        "bundle": "Check the function's answers against this bundle's own (left out: no check).",
+        "data": "Texts sent to the function (same forms as --data elsewhere).",
+        "out": "Results JSON file.",
+        "arch": "The zip's architecture, checked (left out: read from the zip; arm64 runs under "
+        "qemu).",
+    },
+    "eval": {
+        "data": "Labelled test set (classifiers) or a pair set (embedders); left out: the test "
+        "set recorded with the first model.",
+        "out": "Write x.json and the Markdown table x.md (left out: print only).",
+        "teacher": "Embedders: the model they were distilled from; each row gains its agreement "
+        "(mean cosine) with it.",
+    },
+    "bench-sampler": {"validation": "Validation set: macro-F1 of each sampler."},
+    "bench-label": {
+        "teacher": "Torch teacher folder whose labelling speed is measured.",
+        "data": "Texts labelled.",
+        "limit": "Rows labelled per measurement.",
+    },
+    "bench-serving": {
+        "bundle": "Bundle served under onnxruntime.",
+        "teacher": "Torch teacher served under torch + transformers.",
+        "data": "Texts timed.",
+    },
+    "bench-lambda": {
+        "package": "Lambda zip to serve (or --gcp).",
+        "teacher": "A torch classifier folder served under the same limits (the baseline).",
+        "data": "Texts sent to the function.",
+        "requests": "Requests per memory size, one at a time, with real texts.",
+        "concurrency_memory_mb": "Memory size for the concurrency runs (left out: 1769 when "
+        "measured, else the largest).",
+    },
+    "bench-index": {"threads": "CPU threads per query.", "seed": HELP["seed"]},
+    "index-build": {
+        "data": "Texts to index: a CSV/TSV/JSONL/Parquet file.",
+        "bundle": "Embedding bundle that embeds the corpus (`slimbert export`).",
+        "out": "Index folder; written atomically.",
+    },
+    "index-calibrate": {
+        "bundle": "Embedding bundle that scores the pairs.",
+        "validation": "Pairs the threshold is chosen on (best F1; duplicate = score 1).",
+        "index": "Store the chosen threshold in this index's manifest.",
+        "out": "Results file (.json, and .md beside it).",
+    },
+}
+STAGE_HELP["label"]["actors"] = STAGE_HELP["augment"]["actors"] = _RAY
 # Extra flag names: `slimbert sbert train --stage nli` reads as the paper describes it; the
 # option is `objective` because `stage` names the stage itself everywhere else.
 ALIASES = {"objective": ["--stage"]}
+
+
+def option_help(stage: str, name: str, default: Any, is_bool: bool = False) -> str:
+    """An option's help: what it means in this stage, and its default when it has one.
+
+    Escaped for rich, whose markup would read ``[default: 1]`` as a tag and drop it."""
+    from rich.markup import escape
+
+    text = STAGE_HELP.get(stage, {}).get(name) or HELP.get(name, "")
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    if is_bool and default is not None:
+        default = ("--" if default else "--no-") + name.replace("_", "-")
+    if default is None or default == "":
+        return escape(text)
+    return escape(f"{text} [default: {default}]")
 
 
 def _cli_type(hint: Any) -> Any:
@@ -226,12 +476,53 @@ def build_options(cls: type[Options], config: Path | None, given: dict[str, Any]
     return cls.from_dict(values)
 
 
-def stage_command(
-    cls: type[Options], name: str, help_text: str, group: typer.Typer = app
-) -> Callable[..., Any]:
-    """Register a command whose options are the fields of ``cls``."""
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
-    def decorator(run: Callable[[Options], None]) -> Callable[..., Any]:
+
+def print_json(result: Any) -> None:
+    """A command's result as JSON on stdout, one document (plain: never wrapped or coloured)."""
+    import json
+
+    sys.stdout.write(json.dumps(result, indent=2, default=_jsonable, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _json_output(enabled: bool) -> Iterator[None]:
+    """With --json, nothing but the result reaches stdout: the human output is silenced and
+    stray prints (libraries) go to stderr."""
+    if not enabled:
+        yield
+        return
+    quiet = out.quiet
+    out.quiet = True
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        out.quiet = quiet
+
+
+def stage_command(
+    cls: type[Options],
+    name: str,
+    help_text: str,
+    group: typer.Typer = app,
+    json_output: bool = False,
+) -> Callable[..., Any]:
+    """Register a command whose options are the fields of ``cls``.
+
+    With ``json_output`` the command takes ``--json``: it prints what ``run`` returns as JSON
+    on stdout instead of its human output."""
+
+    def decorator(run: Callable[[Options], Any]) -> Callable[..., Any]:
         hints = typing.get_type_hints(cls)
         params = [
             inspect.Parameter(
@@ -243,17 +534,16 @@ def stage_command(
         ]
         for field in dataclasses.fields(cls):
             default = None if field.default is dataclasses.MISSING else field.default
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             flag = "--" + field.name.replace("_", "-")
-            decls = [f"{flag}/--no-{flag[2:]}"] if hints[field.name] is bool else [flag]
+            is_bool = hints[field.name] is bool
+            decls = [f"{flag}/--no-{flag[2:]}"] if is_bool else [flag]
             decls += ALIASES.get(field.name, [])
+            text = option_help(cls.stage, field.name, default, is_bool)
             params.append(
                 inspect.Parameter(
                     field.name,
                     inspect.Parameter.KEYWORD_ONLY,
-                    default=typer.Option(
-                        None, *decls, help=f"{HELP.get(field.name, '')} [default: {shown}]"
-                    ),
+                    default=typer.Option(None, *decls, help=text),
                     annotation=Optional[_cli_type(hints[field.name])],  # noqa: UP045
                 )
             )
@@ -275,15 +565,34 @@ def stage_command(
                 )
             )
 
+        if json_output:
+            params.append(
+                inspect.Parameter(
+                    "as_json",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=typer.Option(
+                        False,
+                        "--json",
+                        help="Print the result as JSON on stdout, and nothing else there.",
+                    ),
+                    annotation=bool,
+                )
+            )
+
         @user_errors
         def command(**kwargs: Any) -> None:
             config = kwargs.pop("config")
-            with overwrite_outputs(bool(kwargs.pop("overwrite", False))):
-                run(build_options(cls, config, kwargs))
+            as_json = bool(kwargs.pop("as_json", False))
+            overwrite = bool(kwargs.pop("overwrite", False))
+            with overwrite_outputs(overwrite), _json_output(as_json):
+                result = run(build_options(cls, config, kwargs))
+            if as_json:
+                print_json(result)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__name__ = name
         command.__doc__ = help_text
+        command.options_class = cls  # type: ignore[attr-defined]  # read by the help tests
         group.command(name, help=help_text)(command)
         return run
 
@@ -307,7 +616,7 @@ class _Progress(Progress):
     stops on a user error before its first bar keeps stderr to the one error line)."""
 
     def stop(self) -> None:
-        if self.tasks or self.disable:
+        if any(task.visible for task in self.tasks) or self.disable:
             super().stop()
             return
         # rich prints an empty line after a non-interactive run and the final empty render
@@ -326,7 +635,22 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=bool(_STATE["quiet"]),
     )
+
+
+def _step_progress(progress: Progress, title: str) -> Callable[[str], None]:
+    """A stage without a row count (export): one pulsing bar, its description the current
+    step; shown on a terminal only (a log gets the stage's own lines)."""
+    state: dict[str, Any] = {}
+
+    def update(step: str) -> None:
+        if "task" not in state:
+            visible = progress.console.is_terminal
+            state["task"] = progress.add_task(title, total=None, rate="", visible=visible)
+        progress.update(state["task"], description=f"{title}: {step}")
+
+    return update
 
 
 def _label_progress(progress: Progress, title: str) -> Callable[[int, int], None]:
@@ -354,6 +678,7 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
         "sbert-train": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
         "cross-encoder": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
         "invoke": lambda step: _checked_zip(step.options.package),
+        "export": lambda step: {"progress": _step_progress(progress, step.name)},
     }
 
 
@@ -434,11 +759,15 @@ class _SpearmanReporter(_TrainReporter):
         )
 
 
-def _run_stage(stage: str, options: Options) -> Any:
+def _run_stage(stage: str, options: Options, doing: str | None = None) -> Any:
+    """Run one stage with the progress UI; ``doing`` names a pulsing bar shown meanwhile
+    for stages that report no progress of their own (on a terminal only)."""
     from slimbert.pipeline import Step, run_pipeline
 
     _quiet_libraries()
     with _progress() as progress:
+        if doing is not None:
+            progress.add_task(doing, total=None, rate="", visible=progress.console.is_terminal)
         summary = run_pipeline([Step(stage, stage, options)], force=True, hooks=_hooks(progress))
     return summary[0]["result"]
 
@@ -519,8 +848,9 @@ def _register_stages() -> None:
         "sampler",
         "Epoch time and macro-F1 with/without the paper's sampler.",
         group=bench_app,
+        json_output=True,
     )
-    def _bench_sampler(options: Options) -> None:
+    def _bench_sampler(options: Options) -> Any:
         from slimbert.benchmarks import run_sampler_bench, sampler_markdown
 
         _quiet_libraries()
@@ -531,36 +861,50 @@ def _register_stages() -> None:
             )
         out.print(sampler_markdown(report))
         out.print(f"results → {report['out']}")
+        return report
 
     @stage_command(
         LabelBenchOptions,
         "label",
         "Labelling rows/s per core: torch vs ONNX fp32/int8 teacher; Ray vs local; faults.",
         group=bench_app,
+        json_output=True,
     )
-    def _bench_label(options: Options) -> None:
+    def _bench_label(options: Options) -> Any:
         from slimbert.bench_label import label_markdown, run_label_bench
 
         _quiet_libraries()
         report = run_label_bench(options)  # type: ignore[arg-type]
         out.print(label_markdown(report), soft_wrap=True)
         out.print(f"results → {report['out']}")
+        return report
 
     @stage_command(
-        PackageOptions, "package", "Build an AWS Lambda zip or a Google function folder."
+        PackageOptions,
+        "package",
+        "Build an AWS Lambda zip or a Google function folder.",
+        json_output=True,
     )
-    def _package(options: Options) -> None:
+    def _package(options: Options) -> Any:
         from slimbert.package import size_table
 
-        report = _run_stage("package", options)
+        report = _run_stage("package", options, doing="package: wheels, code and bundle")
         out.print(size_table(report))
         out.print(deploy_command(options, report), soft_wrap=True, highlight=False, markup=False)
+        return report
 
-    @stage_command(CostOptions, "cost", "Cost per 1M predictions and per month, against a VM.")
-    def _cost(options: Options) -> None:
+    @stage_command(
+        CostOptions,
+        "cost",
+        "Cost per 1M predictions and per month, against a VM.",
+        json_output=True,
+    )
+    def _cost(options: Options) -> Any:
         from slimbert.cost import markdown_report, run_cost
 
-        out.print(markdown_report(run_cost(options)), soft_wrap=True)  # type: ignore[arg-type]
+        report = run_cost(options)  # type: ignore[arg-type]
+        out.print(markdown_report(report), soft_wrap=True)
+        return report
 
     @stage_command(
         ReportOptions, "report", "Report and plots from the latest results; refill the README."
@@ -583,14 +927,16 @@ def _register_stages() -> None:
         "serving",
         "Cold start, warm latency and handler overhead: bundle vs torch teacher.",
         group=bench_app,
+        json_output=True,
     )
-    def _bench_serving(options: Options) -> None:
+    def _bench_serving(options: Options) -> Any:
         from slimbert.bench_serving import run_serving_bench, serving_markdown
 
         _quiet_libraries()
         report = run_serving_bench(options)  # type: ignore[arg-type]
         out.print(serving_markdown(report))
         out.print(f"results → {report['out']}")
+        return report
 
     @stage_command(
         BenchLambdaOptions,
@@ -598,29 +944,35 @@ def _register_stages() -> None:
         "Latency, cold start, memory and concurrency of a packaged function under "
         "platform CPU/memory limits (local emulator + cgroups).",
         group=bench_app,
+        json_output=True,
     )
-    def _bench_lambda(options: Options) -> None:
+    def _bench_lambda(options: Options) -> Any:
         from slimbert.bench_lambda import lambda_markdown, run_lambda_bench
 
         _quiet_libraries()
         report = run_lambda_bench(options)  # type: ignore[arg-type]
         out.print(lambda_markdown(report), soft_wrap=True)
         out.print(f"results → {report['out']}")
+        return report
 
     @stage_command(
-        ExportOptions, "export", "Export to ONNX, optimise, int8 behind a gate: a bundle."
+        ExportOptions,
+        "export",
+        "Export to ONNX, optimise, int8 behind a gate: a bundle.",
+        json_output=True,
     )
-    def _export(options: Options) -> None:
+    def _export(options: Options) -> Any:
         manifest = _run_stage("export", options)
         gate = manifest.get("gate") or {}
-        size = manifest["files"][manifest["model_file"]]["bytes"] / 1e6
+        size = manifest["files"][manifest["model_file"]]["bytes"] / 2**20
         out.print(
-            f"bundle → {options.out} ({manifest['model_file']}, {size:.1f} MB); "  # type: ignore[attr-defined]
-            f"gate: {'passed' if gate.get('passed') else 'int8 not kept'}"
+            f"bundle → {options.out} ({manifest['model_file']}, {size:.1f} MiB); "  # type: ignore[attr-defined]
+            f"gate: {'passed' if gate.get('passed') else 'int8 not kept'}",
+            highlight=False,
         )
-        for variant in ("fp32", "qint8"):
-            if gate.get(variant):
-                out.print(f"  {variant}: {gate[variant]}", highlight=False)
+        if gate.get("verdict"):  # rows, what one row is worth, the options, the sizes
+            out.print(gate["verdict"], soft_wrap=True, highlight=False, markup=False)
+        return manifest
 
     @stage_command(
         SbertTrainOptions,
@@ -664,26 +1016,36 @@ def _register_stages() -> None:
         "index",
         "Duplicate index backends: exact numpy vs usearch (vs faiss when installed).",
         group=bench_app,
+        json_output=True,
     )
-    def _bench_index(options: Options) -> None:
+    def _bench_index(options: Options) -> Any:
         from slimbert.bench_index import index_markdown, run_index_bench
 
         report = run_index_bench(options)  # type: ignore[arg-type]
         out.print(index_markdown(report))
         out.print(f"results → {report['out']}")
+        return report
 
     @stage_command(
-        EvalOptions, "eval", "Classifiers: macro-F1; embedders: Spearman; size and latency."
+        EvalOptions,
+        "eval",
+        "Classifiers: macro-F1; embedders: Spearman; size and latency.",
+        json_output=True,
     )
-    def _eval(options: Options) -> None:
-        result = _run_stage("eval", options)
+    def _eval(options: Options) -> Any:
+        result = _run_stage("eval", options, doing="eval: scoring, then timing, each model")
         out.print(markdown_table(result), soft_wrap=True, highlight=False)
+        return result
 
 
 @app.command("run")
 @user_errors
 def run(
-    pipeline: str = typer.Argument(..., help="Pipeline YAML file, or a built-in: sentiment."),
+    pipeline: str = typer.Argument(
+        ...,
+        help="Pipeline YAML file, or a built-in: sentiment, sentiment-paper, sentiment-mpnet, "
+        "sbert, sbert-paper, own-data (--set data=DIR).",
+    ),
     quick: bool = typer.Option(False, "--quick", help="Apply the pipeline's quick profile."),
     force: bool = typer.Option(False, "--force", help="Run every step even if current."),
     set_: list[str] = typer.Option([], "--set", help="Override a pipeline variable: key=value."),
@@ -821,21 +1183,21 @@ def data_prepare(
 def data_split(
     data: str = typer.Argument(..., help="Your labelled file: CSV, TSV, JSONL or Parquet."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the splits (written atomically)."),
-    train_share: float | None = typer.Option(None, help="Share for train.csv [default: 0.6]."),
+    train_share: float | None = typer.Option(None, help="Share for train.csv \\[default: 0.6]."),
     validation_share: float | None = typer.Option(
-        None, help="Share for validation.csv (early stopping, the export gate) [default: 0.1]."
+        None, help="Share for validation.csv (early stopping, the export gate) \\[default: 0.1]."
     ),
-    test_share: float | None = typer.Option(None, help="Share for test.csv [default: 0.15]."),
+    test_share: float | None = typer.Option(None, help="Share for test.csv \\[default: 0.15]."),
     pool_share: float | None = typer.Option(
-        None, help="Share for pool.csv, labels withheld (the teacher labels it) [default: 0.15]."
+        None, help="Share for pool.csv, labels withheld (the teacher labels it) \\[default: 0.15]."
     ),
     min_per_split: int | None = typer.Option(
-        None, help="Rows of every class each labelled split needs [default: 2]."
+        None, help="Rows of every class each labelled split needs \\[default: 2]."
     ),
-    seed: int | None = typer.Option(None, help="Shuffling seed [default: 13]."),
-    text_column: str | None = typer.Option(None, help="Text column [default: text]."),
-    label_column: str | None = typer.Option(None, help="Label column [default: label]."),
-    encoding: str | None = typer.Option(None, help="The file's encoding [default: utf-8]."),
+    seed: int | None = typer.Option(None, help="Shuffling seed \\[default: 13]."),
+    text_column: str | None = typer.Option(None, help="Text column \\[default: text]."),
+    label_column: str | None = typer.Option(None, help="Label column \\[default: label]."),
+    encoding: str | None = typer.Option(None, help="The file's encoding \\[default: utf-8]."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a split folder slimbert wrote (never other folders)."
     ),
@@ -946,7 +1308,13 @@ def _command_path(argv: list[str] | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """The ``slimbert`` console script: user and usage errors are one line and exit 2."""
-    logging.basicConfig(level=os.environ.get("SLIMBERT_LOG", "WARNING"), format="%(message)s")
+    level = os.environ.get("SLIMBERT_LOG", "WARNING").strip().upper() or "WARNING"
+    if level not in LOG_LEVELS:
+        sys.stderr.write(
+            error_line(f"SLIMBERT_LOG={level} is not a log level", ", ".join(LOG_LEVELS)) + "\n"
+        )
+        sys.exit(2)
+    logging.basicConfig(level=level, format="%(message)s")
     try:
         code = app(args=argv, prog_name=PROG, standalone_mode=False)
     except _NO_ARGS as exc:  # `slimbert data`: the help (rich help is printed already)

@@ -983,7 +983,7 @@ def _size_line(gate: dict[str, Any], sizes: dict[str, dict[str, int]]) -> str:
     text += (
         f". A Lambda zip may hold {LAMBDA_ZIP_MIB:g} MiB (`slimbert package` checks it); the "
         f"runtime takes about {RUNTIME_ZIPPED_MIB:g}, leaving about {room:.0f} MiB for the "
-        f"model: the bundled {chosen} "
+        f"model: the bundled {'int8' if chosen == 'qint8' else chosen} "
     )
     if zipped <= room:
         return text + "fits."
