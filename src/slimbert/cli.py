@@ -124,7 +124,7 @@ HELP = {
     "(e.g. AugSBERT's silver.parquet beside the gold pairs).",
     "data": "Dataset: a file, a built-in <name>:<split> (tweets3, sst3, sentiment3, their "
     "-quick profiles) or hf:<id>[:split].",
-    "out": "Output folder (or file for eval); written atomically.",
+    "out": "Output folder; written atomically.",
     "head": "Classification head: linear (pooled output) or gru (frozen encoder + BiGRU).",
     "layers": "Keep only these encoder layers, e.g. 0,5 (a small student trained on gold).",
     "student_layers": "Layers of --student to keep, e.g. 0,5 or 0,2,4.",
@@ -332,10 +332,9 @@ STAGE_HELP: dict[str, dict[str, str]] = {
         "out": "Report folder (left out: <latest results folder>/report).",
         "memory_mb": "Memory sizes a lambda.json must have measured to be used (left out: the "
         "benchmark's sizes).",
-        "prices": HELP["prices"],
+        "requests_per_month": "Monthly traffic levels plotted, comma-separated.",
     },
     "invoke": {
-        "package": HELP["package"],
         "bundle": "Check the function's answers against this bundle's own (left out: no check).",
         "data": "Texts sent to the function (same forms as --data elsewhere).",
         "out": "Results JSON file.",
@@ -368,7 +367,7 @@ STAGE_HELP: dict[str, dict[str, str]] = {
         "concurrency_memory_mb": "Memory size for the concurrency runs (left out: 1769 when "
         "measured, else the largest).",
     },
-    "bench-index": {"threads": "CPU threads per query.", "seed": HELP["seed"]},
+    "bench-index": {"threads": "CPU threads per query."},
     "index-build": {
         "data": "Texts to index: a CSV/TSV/JSONL/Parquet file.",
         "bundle": "Embedding bundle that embeds the corpus (`slimbert export`).",
