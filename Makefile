@@ -10,8 +10,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch is pinned to the CPU build 2.13.0 (see pyproject); extras: train, serve, dev, bench
-	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench,index]'
+	# torch is pinned to the CPU build 2.13.0 (see pyproject); extras: train, serve, dev, bench, index, scale (ray)
+	$(BIN)/pip install --quiet -e '.[train,serve,dev,bench,index,scale]'
 	touch $(STAMP)
 
 ## The main job on the embedded default data and model: teacher → silver → student → eval.
