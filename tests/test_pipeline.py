@@ -179,12 +179,14 @@ def test_distill_with_soft_targets_and_gold_mix(
 
 def test_builtin_similarity_pipelines_parse_and_share_steps() -> None:
     default = read_pipeline("sbert")
-    assert [s.stage for s in default][:4] == ["sbert-train"] * 3 + ["export"]
-    assert [s.options.objective for s in default[:3]] == ["nli", "sts", "target"]  # type: ignore[attr-defined]
+    assert [s.stage for s in default][:5] == ["sbert-train"] * 4 + ["export"]
+    objectives = [s.options.objective for s in default[:4]]  # type: ignore[attr-defined]
+    assert objectives == ["distill", "nli", "sts", "target"]
     assert default[0].options.layers == (0, 2, 5)  # type: ignore[attr-defined]
+    assert default[0].options.teacher == "all-MiniLM-L6-v2"  # type: ignore[attr-defined]
     paper = {s.name: s for s in read_pipeline("sbert-paper")}
     # The paper pipeline repeats the default path's steps exactly, so their outputs are reused.
-    for step in default[:4]:
+    for step in default[:5]:
         assert paper[step.name].options == step.options
     assert paper["augsbert-2l"].options.lr == 2e-6  # type: ignore[attr-defined]
     assert paper["augsbert-2l"].options.batch_size == 16  # type: ignore[attr-defined]

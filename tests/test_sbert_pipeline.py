@@ -38,9 +38,12 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
         app, ["run", "sbert", "--quick", "--set", f"workdir={work}"], terminal_width=200
     )
     assert result.exit_code == 0, result.output
+    distill = read_json(work / "distill" / "sbert_report.json")
+    assert distill["loss"] == "mse" and distill["layers"] == 3
+    assert distill["distill"]["sentences"] == 800
     nli = read_json(work / "nli" / "sbert_report.json")
     assert nli["loss"] == "mnrl" and nli["layers"] == 3
-    for stage in ("nli", "sts", "target"):
+    for stage in ("distill", "nli", "sts", "target"):
         report = read_json(work / stage / "sbert_report.json")
         # A stage never hands on a model worse than the one it started from.
         assert report["best_val_spearman"] >= report["val_spearman_start"]
@@ -51,6 +54,9 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
     assert manifest["gate"]["pairs"] is True
     evaluation = read_json(work / "eval.json")
     rows = {row["name"]: row for row in evaluation["models"]}
+    teacher_row = rows["all-MiniLM-L6-v2 (teacher, as shipped)"]
+    assert teacher_row["agreement"] > 0.9999  # the teacher agrees with itself
+    assert 0 < rows["distilled (zero-shot)"]["agreement"] < 1
     torch_row = rows["NLI+STSb+target (torch)"]
     onnx_row = rows["NLI+STSb+target (ONNX)"]
     # The 3-layer MiniLM student already correlates with STSb before any training (~74 on
