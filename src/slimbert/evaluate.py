@@ -168,7 +168,7 @@ def _predict(scorer: Any, texts: list[str], batch_size: int) -> np.ndarray:
 
 def evaluate_models(options: EvalOptions) -> dict[str, Any]:
     """Evaluate ``options.models`` (all classifiers, or all embedders); write ``out`` if set."""
-    kinds = [_model_kind(Path(model)) for model in options.models]
+    kinds = [_model_kind(_model_path(model)) for model in options.models]
     if "embedder" in kinds:
         if "classifier" in kinds:
             _mixed(options.models, kinds)
@@ -375,6 +375,16 @@ def _ms(latency: dict[str, float], key: str) -> str:
 
 
 # -- sentence embedders ------------------------------------------------------------------------
+def _model_path(model: str) -> Path:
+    """A model folder as given, or the folder a model alias names (all-MiniLM-L6-v2, mpnet)."""
+    from slimbert.baselines import is_baseline
+    from slimbert.models import resolve_model
+
+    if Path(model).exists() or is_baseline(model):
+        return Path(model)
+    return Path(resolve_model(model))
+
+
 def _model_kind(path: Path) -> str:
     """``classifier`` or ``embedder``, from the files a model folder holds (nothing is loaded)."""
     from slimbert.baselines import is_baseline
@@ -553,7 +563,6 @@ def _row_names(options: EvalOptions) -> list[str]:
 
 def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
     """Spearman ×100 on each pair set, size, layers and latency of sentence embedders."""
-    from slimbert.models import resolve_model
     from slimbert.pairs import load_pairs
 
     pair_sets = {}
@@ -567,8 +576,7 @@ def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
     reference = _teacher_embeddings(options, sentences)
     rows = []
     for model, name in zip(options.models, _row_names(options), strict=True):
-        # A folder, or a model alias such as all-MiniLM-L6-v2 (the teacher as it ships).
-        path = Path(model) if Path(model).exists() else Path(resolve_model(model))
+        path = _model_path(model)  # a folder, or an alias: the teacher as it ships
         embedder, facts = _load_embedder(path, options.latency_threads, options.batch_size)
         spearman = {
             spec: spearman_x100(embedder.embed, pairs, batch_size=options.batch_size)
@@ -606,9 +614,8 @@ def _embed_all(embedder: Any, texts: list[str], batch_size: int) -> np.ndarray:
 def _teacher_embeddings(options: EvalOptions, sentences: list[str]) -> np.ndarray | None:
     if options.teacher is None:
         return None
-    from slimbert.models import resolve_model
 
-    teacher, _ = _load_embedder(Path(resolve_model(options.teacher)), 1, options.batch_size)
+    teacher, _ = _load_embedder(_model_path(options.teacher), 1, options.batch_size)
     return _embed_all(teacher, sentences, options.batch_size)
 
 
