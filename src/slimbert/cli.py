@@ -676,7 +676,6 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
         "augment": lambda step: {"progress": _label_progress(progress, step.name)},
         "sbert-train": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
         "cross-encoder": lambda step: {"reporter": _SpearmanReporter(progress, step.name)},
-        "invoke": lambda step: _checked_zip(step.options.package),
         "export": lambda step: {"progress": _step_progress(progress, step.name)},
     }
 
@@ -695,23 +694,6 @@ def deploy_command(options: Any, report: dict[str, Any]) -> str:
         )
     template = Path(report["package"]).with_name(f"{options.stem}.template.yaml")
     return f"Next, deploy it (docs/deploy.md):\n  sam deploy --guided --template-file {template}"
-
-
-def _checked_zip(package: Path) -> dict[str, Any]:
-    """Fail in one line on an ``invoke --package`` that is missing or not a zip file."""
-    import zipfile
-
-    package = Path(package)
-    if not package.is_file():
-        raise SlimbertError(
-            f"package {package} does not exist", hint="build it with `slimbert package`"
-        )
-    if not zipfile.is_zipfile(package):
-        raise SlimbertError(
-            f"package {package} is not a zip file",
-            hint="pass the .zip that `slimbert package --target aws-lambda` wrote",
-        )
-    return {}
 
 
 class _TrainReporter:
