@@ -760,6 +760,13 @@ def _print_fit(result: dict[str, Any]) -> None:
     )
 
 
+def _print_results(table: str, report: dict[str, Any], **print_kwargs: Any) -> dict[str, Any]:
+    """Print a stage's markdown ``table``, then where its results went; return ``report``."""
+    out.print(table, **print_kwargs)
+    out.print(f"results → {report['out']}")
+    return report
+
+
 def _register_stages() -> None:
     from slimbert.augment import AugmentOptions, CrossEncoderOptions
     from slimbert.bench_index import IndexBenchOptions
@@ -840,9 +847,7 @@ def _register_stages() -> None:
                 options,  # type: ignore[arg-type]
                 reporter=_TrainReporter(progress, "sampler"),
             )
-        out.print(sampler_markdown(report))
-        out.print(f"results → {report['out']}")
-        return report
+        return _print_results(sampler_markdown(report), report)
 
     @stage_command(
         LabelBenchOptions,
@@ -856,9 +861,7 @@ def _register_stages() -> None:
 
         _quiet_libraries()
         report = run_label_bench(options)  # type: ignore[arg-type]
-        out.print(label_markdown(report), soft_wrap=True)
-        out.print(f"results → {report['out']}")
-        return report
+        return _print_results(label_markdown(report), report, soft_wrap=True)
 
     @stage_command(
         PackageOptions,
@@ -915,9 +918,7 @@ def _register_stages() -> None:
 
         _quiet_libraries()
         report = run_serving_bench(options)  # type: ignore[arg-type]
-        out.print(serving_markdown(report))
-        out.print(f"results → {report['out']}")
-        return report
+        return _print_results(serving_markdown(report), report)
 
     @stage_command(
         BenchLambdaOptions,
@@ -932,9 +933,7 @@ def _register_stages() -> None:
 
         _quiet_libraries()
         report = run_lambda_bench(options)  # type: ignore[arg-type]
-        out.print(lambda_markdown(report), soft_wrap=True)
-        out.print(f"results → {report['out']}")
-        return report
+        return _print_results(lambda_markdown(report), report, soft_wrap=True)
 
     @stage_command(
         ExportOptions,
@@ -989,8 +988,7 @@ def _register_stages() -> None:
         from slimbert.calibrate import calibration_markdown
 
         report = _run_stage("index-calibrate", options)
-        out.print(calibration_markdown(report), highlight=False)
-        out.print(f"results → {report['out']}")
+        _print_results(calibration_markdown(report), report, highlight=False)
 
     @stage_command(
         IndexBenchOptions,
@@ -1003,9 +1001,7 @@ def _register_stages() -> None:
         from slimbert.bench_index import index_markdown, run_index_bench
 
         report = run_index_bench(options)  # type: ignore[arg-type]
-        out.print(index_markdown(report))
-        out.print(f"results → {report['out']}")
-        return report
+        return _print_results(index_markdown(report), report)
 
     @stage_command(
         EvalOptions,
