@@ -216,7 +216,12 @@ def label_corpus(
         from slimbert.teacher_onnx import agreement_with_torch
 
         agreement = _recorded_agreement(folder, plan) or agreement_with_torch(
-            torch_teacher, options.teacher, scorer, pool.texts
+            torch_teacher.teacher,
+            torch_teacher.max_length,
+            torch_teacher.agreement_rows,
+            options.teacher,
+            scorer,
+            pool.texts,
         )
 
     with folder.writing(plan, overwrite=overwrite) as work:

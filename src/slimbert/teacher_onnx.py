@@ -26,7 +26,6 @@ from slimbert.io import read_json, write_json
 from slimbert.shards import folder_fingerprint
 
 if TYPE_CHECKING:
-    from slimbert.label import LabelOptions
     from slimbert.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -80,20 +79,25 @@ def exported_teacher(teacher: Path, out: Path, variant: str, max_length: int | N
 
 
 def agreement_with_torch(
-    options: LabelOptions, bundle_path: Path, bundle: Scorer, texts: list[str]
+    teacher: Path,
+    max_length: int | None,
+    rows: int,
+    bundle_path: Path,
+    bundle: Scorer,
+    texts: list[str],
 ) -> dict[str, Any]:
-    """Label an evenly spaced sample of ``texts`` with the torch teacher of ``options`` and
+    """Label an evenly spaced sample of ``rows`` of ``texts`` with the torch ``teacher`` and
     with ``bundle`` (loaded from ``bundle_path``): the share of equal labels and the largest
     logit difference."""
     from slimbert.models import load_scorer
 
-    n = min(options.agreement_rows, len(texts))
+    n = min(rows, len(texts))
     variant = _variant(bundle_path)
     if n == 0:
         return {"rows": 0, "bundle": str(bundle_path), "variant": variant}
     sample = np.unique(np.linspace(0, len(texts) - 1, n).round().astype(np.int64))
     chosen = [texts[i] for i in sample]
-    torch_scorer = load_scorer(options.teacher, "torch", max_length=options.max_length)
+    torch_scorer = load_scorer(teacher, "torch", max_length=max_length)
     a = _logits(torch_scorer, chosen)
     b = _logits(bundle, chosen)
     agree = int((a.argmax(axis=1) == b.argmax(axis=1)).sum())
@@ -104,7 +108,7 @@ def agreement_with_torch(
         "same_label": agree,
         "agreement": share,
         "max_abs_logit_diff": diff,
-        "torch_teacher": str(options.teacher),
+        "torch_teacher": str(teacher),
         "bundle": str(bundle_path),
         "variant": variant,
     }
