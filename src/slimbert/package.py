@@ -305,7 +305,9 @@ def _build_lambda(options: PackageOptions, own: list[_Entry], out: Path) -> dict
         _write_report(out, options, report)
         _check_limits(report)
     with atomic_open(out / f"{options.stem}.template.yaml") as fh:
-        fh.write(sam_template(options, zip_path.name, report["sha256"]))
+        # The digest of the manifest bytes in the zip, not a second read of the folder's file.
+        digest = _manifest_digest(own)
+        fh.write(sam_template(options, zip_path.name, report["sha256"], manifest_sha256=digest))
     write_json(out / f"{options.stem}.cdx.json", sbom(options, wheels, own, report["sha256"]))
     return report
 
