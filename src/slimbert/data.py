@@ -190,18 +190,30 @@ def write_texts(path: Path, data: TextSet) -> None:
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return
-    with atomic_open(path) as fh:
-        if fmt == "jsonl":
+    if fmt == "jsonl":
+        with atomic_open(path) as fh:
             for row in rows:
                 fh.write(json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False))
                 fh.write("\n")
-            return
-        delimiter = _DELIMITERS[fmt]
+        return
+    write_csv(path, header, rows, delimiter=_DELIMITERS[fmt])
+
+
+def write_csv(
+    path: Path,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+) -> None:
+    """A delimited file with a header, written atomically (rows with a lone CR fully quoted)."""
+    with atomic_open(path, encoding=encoding) as fh:
         minimal = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
         # With a "\n" terminator csv leaves a lone "\r" unquoted, and readers would split the
         # row there; such rows are written fully quoted instead.
         quoted = csv.writer(fh, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        minimal.writerow(header)
+        minimal.writerow(columns)
         for row in rows:
             (quoted if any("\r" in field for field in row) else minimal).writerow(row)
 

@@ -178,7 +178,9 @@ def train_classifier(options: TrainOptions, reporter: Any = None) -> dict[str, A
     }
     if plan.validation is None:
         held_file = out / owndata.HELD_OUT_FILE
-        owndata.write_rows(
+        from slimbert.data import write_csv
+
+        write_csv(
             held_file,
             [options.text_column, options.label_column],
             [

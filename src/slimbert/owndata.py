@@ -22,7 +22,6 @@ No built-in corpus is ever a silent default for a user's model:
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from slimbert.errors import ConfigError, DataError
-from slimbert.io import atomic_open, read_json
+from slimbert.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -144,21 +143,6 @@ def _with_floors(counts: list[int], floors: Sequence[int]) -> list[int]:
             counts[donor] -= 1
             counts[i] += 1
     return counts
-
-
-def write_rows(
-    path: Path,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    encoding: str = "utf-8",
-) -> None:
-    """A CSV with a header, written atomically (rows with a lone CR fully quoted)."""
-    with atomic_open(path, encoding=encoding) as fh:
-        minimal = csv.writer(fh, lineterminator="\n")
-        quoted = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        minimal.writerow(columns)
-        for row in rows:
-            (quoted if any("\r" in field for field in row) else minimal).writerow(row)
 
 
 # -- what a training run validates on -----------------------------------------------------------

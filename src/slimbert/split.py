@@ -89,7 +89,7 @@ class SplitOptions(Options):
 
 def split_data(options: SplitOptions, *, overwrite: bool = False) -> dict[str, Any]:
     """Split ``options.data`` into ``options.out``; returns the report it also writes."""
-    from slimbert.data import load_texts
+    from slimbert.data import load_texts, write_csv
 
     out = Path(options.out)
     claim_output(out, KIND, replace=overwrite)
@@ -140,10 +140,10 @@ def split_data(options: SplitOptions, *, overwrite: bool = False) -> dict[str, A
             idx = rows[name]
             if name == "pool":  # the teacher labels these: their gold labels are withheld
                 body = [[data.texts[i]] for i in idx]
-                owndata.write_rows(tmp / "pool.csv", columns[:1], body, options.encoding)
+                write_csv(tmp / "pool.csv", columns[:1], body, encoding=options.encoding)
             else:
                 body = [[data.texts[i], labels[i]] for i in idx]
-                owndata.write_rows(tmp / f"{name}.csv", columns, body, options.encoding)
+                write_csv(tmp / f"{name}.csv", columns, body, encoding=options.encoding)
             report["splits"][name] = {
                 "file": f"{name}.csv",
                 "rows": len(idx),
