@@ -95,6 +95,10 @@ def _good(*extra: str) -> list[str]:
     return _train("{d}/good.csv", *extra)
 
 
+def _package(bundle: str) -> list[str]:
+    return ["package", "--bundle", bundle, "--out", "{o}"]
+
+
 # name -> (arguments, a phrase the error line must contain); {d}: the inputs, {o}: an output.
 CASES: dict[str, tuple[list[str], str]] = {
     # Data files.
@@ -146,34 +150,13 @@ CASES: dict[str, tuple[list[str], str]] = {
     "pipeline-unknown-only-step": (["run", "sentiment", "--only", "nope"], "no step 'nope'"),
     "pipeline-unknown-profile": (["run", "{d}/pipe-stage.yaml", "--quick"], "no profile"),
     # Bundles and packages.
-    "bundle-missing": (
-        ["package", "--bundle", "{d}/no-such-bundle", "--out", "{o}"],
-        "no-such-bundle",
-    ),
-    "bundle-no-manifest": (
-        ["package", "--bundle", "{d}/bundle-nomanifest", "--out", "{o}"],
-        "manifest.json is missing",
-    ),
-    "bundle-malformed-json": (
-        ["package", "--bundle", "{d}/bundle-badjson", "--out", "{o}"],
-        "is not valid JSON",
-    ),
-    "bundle-empty-manifest": (
-        ["package", "--bundle", "{d}/bundle-empty", "--out", "{o}"],
-        "has format None",
-    ),
-    "bundle-manifest-list": (
-        ["package", "--bundle", "{d}/bundle-list", "--out", "{o}"],
-        "must hold a JSON object",
-    ),
-    "bundle-manifest-no-files": (
-        ["package", "--bundle", "{d}/bundle-nofiles", "--out", "{o}"],
-        "files must map",
-    ),
-    "bundle-manifest-no-task": (
-        ["package", "--bundle", "{d}/bundle-notask", "--out", "{o}"],
-        "task must be one of",
-    ),
+    "bundle-missing": (_package("{d}/no-such-bundle"), "no-such-bundle"),
+    "bundle-no-manifest": (_package("{d}/bundle-nomanifest"), "manifest.json is missing"),
+    "bundle-malformed-json": (_package("{d}/bundle-badjson"), "is not valid JSON"),
+    "bundle-empty-manifest": (_package("{d}/bundle-empty"), "has format None"),
+    "bundle-manifest-list": (_package("{d}/bundle-list"), "must hold a JSON object"),
+    "bundle-manifest-no-files": (_package("{d}/bundle-nofiles"), "files must map"),
+    "bundle-manifest-no-task": (_package("{d}/bundle-notask"), "task must be one of"),
     "invoke-not-a-zip": (
         ["invoke", "--package", "{d}/not-a-zip.zip", "--data", "{d}/good.csv", "--out", "{o}"],
         "is not a zip file",
