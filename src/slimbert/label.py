@@ -145,7 +145,9 @@ class LabelResult:
     shards: int
     resumed_shards: int  # finished shards found, verified and kept from an earlier run
     seconds: float  # wall time of this call, loading and token lengths included
-    rows_per_second: float  # rows labelled in this call (resumed rows excluded) / seconds
+    # rows labelled in this call (resumed rows excluded) / seconds, less the teacher's export
+    # and agreement sample (export_teacher)
+    rows_per_second: float
     label_counts: dict[str, int]
     engine: str = "local"
     # export_teacher: the bundle labelled with, and its agreement with the torch teacher.
@@ -179,13 +181,18 @@ def label_corpus(
 
         options = options.replace(max_length=recorded_max_length(options.teacher))
     torch_teacher = None
+    # Seconds spent exporting the teacher and measuring its agreement: not labelling, so left
+    # out of rows_per_second (they stay in seconds).
+    export_seconds = 0.0
     if options.export_teacher != "none":
         from slimbert.teacher_onnx import exported_teacher
 
         torch_teacher = options
+        export_started = time.perf_counter()
         bundle = exported_teacher(
             options.teacher, options.out, options.export_teacher, options.max_length
         )
+        export_seconds += time.perf_counter() - export_started
         # From here on the bundle is the teacher; the manifest keeps the options as given.
         options = options.replace(teacher=bundle, backend="onnx", export_teacher="none")
     out = options.out
@@ -215,6 +222,7 @@ def label_corpus(
     if torch_teacher is not None:
         from slimbert.teacher_onnx import agreement_with_torch
 
+        agreement_started = time.perf_counter()
         agreement = _recorded_agreement(folder, plan) or agreement_with_torch(
             torch_teacher.teacher,
             torch_teacher.max_length,
@@ -223,6 +231,7 @@ def label_corpus(
             scorer,
             pool.texts,
         )
+        export_seconds += time.perf_counter() - agreement_started
 
     with folder.writing(plan, overwrite=overwrite) as work:
         # Informational: the options of the latest run (batch_size may change between resumes).
@@ -269,7 +278,8 @@ def label_corpus(
         work.publish(folder)
 
     seconds = time.perf_counter() - started
-    rate = labelled / seconds if labelled and seconds > 0 else 0.0
+    labelling_seconds = seconds - export_seconds
+    rate = labelled / labelling_seconds if labelled and labelling_seconds > 0 else 0.0
     log.info("silver set complete: %d rows, %d labelled now (%.0f rows/s)", n, labelled, rate)
     return LabelResult(
         out=out,
