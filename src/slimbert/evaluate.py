@@ -564,6 +564,7 @@ def _row_names(options: EvalOptions) -> list[str]:
 def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
     """Spearman ×100 on each pair set, size, layers and latency of sentence embedders."""
     from slimbert.pairs import load_pairs
+    from slimbert.sbert_distill import agreement
 
     pair_sets = {}
     for spec in _pair_specs(options):
@@ -583,7 +584,8 @@ def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
             for spec, pairs in pair_sets.items()
         }
         if reference is not None:
-            facts["agreement"] = _agreement(embedder, sentences, reference, options.batch_size)
+            vectors = _embed_all(embedder, sentences, options.batch_size)
+            facts["agreement"] = agreement(vectors, reference)  # None: other widths
         latency = _latency_ms(
             embedder,
             sentences,
@@ -607,26 +609,14 @@ def evaluate_embedders(options: EvalOptions) -> dict[str, Any]:
 
 def _embed_all(embedder: Any, texts: list[str], batch_size: int) -> np.ndarray:
     parts = [embedder.embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    vectors = np.concatenate(parts).astype(np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _teacher_embeddings(options: EvalOptions, sentences: list[str]) -> np.ndarray | None:
     if options.teacher is None:
         return None
-
     teacher, _ = _load_embedder(_model_path(options.teacher), 1, options.batch_size)
     return _embed_all(teacher, sentences, options.batch_size)
-
-
-def _agreement(
-    embedder: Any, sentences: list[str], reference: np.ndarray, batch_size: int
-) -> float | None:
-    """Mean cosine with the teacher's embeddings; None when the widths differ."""
-    vectors = _embed_all(embedder, sentences, batch_size)
-    if vectors.shape != reference.shape:
-        return None
-    return float(np.mean(np.sum(vectors * reference, axis=1)))
 
 
 def _embedder_table(result: dict[str, Any]) -> str:

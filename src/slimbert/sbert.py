@@ -47,7 +47,7 @@ REPORT_FILE = "sbert_report.json"
 Objective = Literal["distill", "nli", "sts", "target"]
 
 # Per-objective defaults (paper §4.2 and the SBERT paper): data, validation, loss, batch size,
-# epochs and evaluations per epoch.
+# epochs, evaluations per epoch and learning rate.
 DEFAULTS: dict[str, dict[str, Any]] = {
     # Embedding distillation (slimbert.sbert_distill): MSE to the teacher's embeddings on
     # unlabelled sentences; lr 1e-4 as in sentence-transformers' distillation examples.
@@ -67,6 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "epochs": 1,
         "evals_per_epoch": 4,
+        "lr": 2e-5,
     },
     "sts": {
         "train": "stsb:train",
@@ -75,6 +76,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "epochs": 4,
         "evals_per_epoch": 1,
+        "lr": 2e-5,
     },
     "target": {
         "train": "mrpc-target:train",
@@ -83,6 +85,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "epochs": 8,
         "evals_per_epoch": 1,
+        "lr": 2e-5,
     },
 }
 
@@ -148,7 +151,7 @@ class SbertTrainOptions(Options):
         """The value used for ``name``: the option when given, else the objective's default."""
         value = getattr(self, name)
         if value is None or (name == "loss" and value == "auto"):
-            return DEFAULTS[self.objective].get(name, 2e-5 if name == "lr" else None)
+            return DEFAULTS[self.objective][name]
         return value
 
 
@@ -240,9 +243,20 @@ def _agreement_sentences(validation: PairSet) -> tuple[str, list[str]]:
         return "validation", list(dict.fromkeys([*validation.first, *validation.second]))
 
 
+@dataclasses.dataclass
+class _Distilled:
+    """What objective distill keeps beside the batches: the report's facts, and the held-out
+    sentences with the teacher's embeddings of them (computed once, for both agreements)."""
+
+    info: dict[str, Any]
+    held_out: list[str]
+    teacher_held_out: np.ndarray
+    components: np.ndarray
+
+
 def _distill_data(
     options: SbertTrainOptions, st: Any, validation: PairSet
-) -> tuple[_Batches, dict[str, Any]]:
+) -> tuple[_Batches, _Distilled]:
     """The sentences and the teacher's embeddings of them; what the report says of them."""
     from slimbert.sbert_distill import agreement, load_sentences, teacher_targets
 
@@ -260,12 +274,10 @@ def _distill_data(
     info["teacher_seconds"] = time.perf_counter() - started
     info["sentences"] = len(sentences)
     info["agreement_set"], held_out = _agreement_sentences(validation)
-    info["agreement_start"] = agreement(
-        lambda texts: encode(st, texts), lambda texts: encode(teacher, texts), held_out, components
-    )
-    info["teacher_model"], info["components"] = teacher, components
-    info["held_out"] = held_out
-    return _Batches(sentences, [], None, targets), info
+    teacher_held_out = encode(teacher, held_out)
+    info["agreement_start"] = agreement(encode(st, held_out), teacher_held_out, components)
+    distilled = _Distilled(info, held_out, teacher_held_out, components)
+    return _Batches(sentences, [], None, targets), distilled
 
 
 def _training_pairs(pairs: PairSet, loss: str) -> _Batches:
@@ -343,7 +355,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         normalize=options.normalize,
         seed=options.seed,
     )
-    distilled: dict[str, Any] = {}
+    distilled: _Distilled | None = None
     if options.objective == "distill":
         data, distilled = _distill_data(options, st, validation)
     else:
@@ -436,19 +448,14 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
         "seconds": time.perf_counter() - started,
         "history": result.history,
     }
-    if distilled:
+    if distilled is not None:
         from slimbert.sbert_distill import agreement
 
         best = build_embedder(options.out, max_length=options.max_length)
-        teacher, components = distilled.pop("teacher_model"), distilled.pop("components")
-        held_out = distilled.pop("held_out")
-        distilled["agreement"] = agreement(
-            lambda texts: encode(best, texts),
-            lambda texts: encode(teacher, texts),
-            held_out,
-            components,
+        distilled.info["agreement"] = agreement(
+            encode(best, distilled.held_out), distilled.teacher_held_out, distilled.components
         )
-        report["distill"] = distilled
+        report["distill"] = distilled.info
     write_json(Path(options.out) / REPORT_FILE, report)
     return report
 

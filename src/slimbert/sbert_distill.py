@@ -137,10 +137,12 @@ def _cache_dir() -> Path:
 
 
 def _teacher_identity(teacher: Any, name: str) -> str:
-    """What makes two teachers the same: the name and a digest of the first weights."""
-    first = next(iter(teacher.parameters()))
-    digest = hashlib.sha256(first.detach().cpu().numpy().tobytes()).hexdigest()[:16]
-    return f"{name}:{digest}"
+    """What makes two teachers the same: the name and a digest of all their weights (two
+    fine-tunes of one base can share the embedding matrix and differ only above it)."""
+    digest = hashlib.sha256()
+    for param in teacher.parameters():
+        digest.update(param.detach().cpu().numpy().tobytes())
+    return f"{name}:{digest.hexdigest()[:16]}"
 
 
 def teacher_targets(
@@ -206,14 +208,17 @@ def project(vectors: np.ndarray, components: np.ndarray) -> np.ndarray:
 
 
 def agreement(
-    student: Embed,
-    teacher: Embed,
-    sentences: Sequence[str],
-    components: np.ndarray | None = None,
-) -> float:
-    """Mean cosine between the student's and the teacher's normalised embeddings of
-    ``sentences`` (the teacher's projected onto ``components`` when it is wider)."""
-    a, b = student(sentences), teacher(sentences)
+    student: np.ndarray, teacher: np.ndarray, components: np.ndarray | None = None
+) -> float | None:
+    """Mean cosine between a student's and its teacher's embeddings of the same sentences, one
+    row each (the teacher's projected onto ``components`` when it is wider); None when the
+    widths still differ."""
     if components is not None:
-        b = project(b, components)
-    return float(np.mean(np.sum(a * b, axis=1)))
+        teacher = project(teacher, components)
+    if student.shape != teacher.shape:
+        return None
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    return float(np.mean(np.sum(unit(student) * unit(teacher), axis=1)))
