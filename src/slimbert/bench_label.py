@@ -33,13 +33,16 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from slimbert.benchmarks import machine_info, save_results
 from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
+
+if TYPE_CHECKING:
+    from slimbert.label import LabelOptions
 
 log = logging.getLogger(__name__)
 
@@ -272,25 +275,33 @@ def _ray_runs(
     return out
 
 
+def _bundle_options(
+    options: LabelBenchOptions, bundle: Path, out: Path, **extra: Any
+) -> LabelOptions:
+    """The LabelOptions of a run of the bench's data with the ONNX ``bundle`` into ``out``."""
+    from slimbert.label import LabelOptions
+
+    return LabelOptions(
+        teacher=bundle,
+        data=options.data,
+        out=out,
+        backend="onnx",
+        batch_size=options.batch_size,
+        shard_size=options.shard_size,
+        limit=options.limit,
+        **extra,
+    )
+
+
 def _run_with_factory(
     options: LabelBenchOptions, work: Path, bundle: Path, factory: Any, actors: int
 ) -> Path:
-    from slimbert.label import LabelOptions, label_corpus
+    from slimbert.label import label_corpus
     from slimbert.runtime import load_bundle
 
     out = work / "ray-killed-actor-run"
     label_corpus(
-        LabelOptions(
-            teacher=bundle,
-            data=options.data,
-            out=out,
-            backend="onnx",
-            batch_size=options.batch_size,
-            shard_size=options.shard_size,
-            limit=options.limit,
-            engine="ray",
-            actors=actors,
-        ),
+        _bundle_options(options, bundle, out, engine="ray", actors=actors),
         scorer=load_bundle(bundle, threads=1),
         teacher_factory=factory,
     )
@@ -328,7 +339,7 @@ def _killed_driver(
     options: LabelBenchOptions, work: Path, bundle: Path, actors: int
 ) -> dict[str, Any]:
     """SIGKILL a `slimbert label --engine ray` process after its first shard; resume here."""
-    from slimbert.label import LabelOptions, label_corpus, read_silver
+    from slimbert.label import label_corpus, read_silver
 
     out = work / "ray-killed-driver"
     command = [
@@ -358,17 +369,7 @@ def _killed_driver(
         # The Ray processes that driver started (its session's group): ours to stop.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-    result = label_corpus(
-        LabelOptions(
-            teacher=bundle,
-            data=options.data,
-            out=out,
-            backend="onnx",
-            batch_size=options.batch_size,
-            shard_size=options.shard_size,
-            limit=options.limit,
-        )
-    )
+    result = label_corpus(_bundle_options(options, bundle, out))
     silver, _ = read_silver(out)
     return {
         "finished_before_kill": finished_first,
