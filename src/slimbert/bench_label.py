@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ import numpy as np
 from slimbert.benchmarks import machine_info, save_results
 from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
+from slimbert.io import read_json
 
 if TYPE_CHECKING:
     from slimbert.label import LabelOptions
@@ -149,7 +149,7 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
                     raise
                 exports[variant] = {"chosen": "none", "error": str(exc)}
                 continue
-            chosen = json.loads((bundle / "manifest.json").read_text())["variant"]
+            chosen = read_json(bundle / "manifest.json")["variant"]
             exports[variant] = {"chosen": chosen, "seconds": time.perf_counter() - tick}
             if variant == "fp32" or chosen.startswith("qint8"):
                 paths[variant] = ("onnx", bundle)
@@ -358,7 +358,7 @@ def _killed_driver(
             manifest = out / "manifest.json"
             if manifest.is_file():
                 with contextlib.suppress(ValueError, OSError):
-                    done_at_kill = len(json.loads(manifest.read_text())["done"])
+                    done_at_kill = len(read_json(manifest)["done"])
                 if done_at_kill >= 1:
                     break
             time.sleep(0.05)
@@ -386,7 +386,7 @@ def _steady(r: dict[str, Any]) -> float:
 
 
 def _checksums(folder: Path) -> dict[str, str]:
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_json(folder / "manifest.json")
     return {name: entry["sha256"] for name, entry in manifest["done"].items()}
 
 
