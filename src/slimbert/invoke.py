@@ -25,7 +25,7 @@ from slimbert.errors import SlimbertError
 from slimbert.io import claim_report, write_report
 
 # Every zip `slimbert package --target aws-lambda` writes holds the serving entry point.
-_HANDLER_MEMBER = "slimbert/runtime/handler.py"
+from slimbert.package import _HANDLER_MEMBER
 
 
 @dataclasses.dataclass(frozen=True)
