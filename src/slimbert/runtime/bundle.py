@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import stat
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
@@ -183,9 +184,10 @@ def verify_listed(
     for name, entry in files.items():
         path = root / name
         try:
-            size = path.stat().st_size
+            st = path.stat()
+            size = st.st_size
             # A symlink may name a file anywhere; only what lies in the folder belongs to it.
-            if not path.resolve().is_relative_to(inside) or not path.is_file():
+            if not path.resolve().is_relative_to(inside) or not stat.S_ISREG(st.st_mode):
                 raise fail(f"{kind} file {name} is not a file inside {root}")
         except FileNotFoundError:
             raise fail(f"{kind} file {name} is missing from {root}") from None
