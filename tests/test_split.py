@@ -12,18 +12,9 @@ from typer.testing import CliRunner
 from slimbert.cli import app
 from slimbert.errors import ConfigError, DataError, SlimbertError
 from slimbert.split import SplitOptions, split_data
+from test_own_data import write as _write
 
 runner = CliRunner()
-
-
-def _write(
-    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")
-) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def _read(path: Path) -> list[dict[str, str]]:
