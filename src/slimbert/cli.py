@@ -34,7 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from slimbert.cli_help import ALIASES, HELP, STAGE_HELP
-from slimbert.config import Options, read_options_file, read_yaml_file
+from slimbert.config import Options, read_options_file
 from slimbert.errors import ConfigError, SlimbertError
 
 try:  # typer vendors click as typer._click since 0.2x; older typers use click itself
@@ -763,8 +763,6 @@ def run(
         if not sep:
             raise ConfigError(f"--set {item!r} is not key=value")
         overrides[key] = value
-    if Path(pipeline).is_file():  # text that is not UTF-8 or not YAML: one error with the line
-        read_yaml_file(pipeline, "pipeline file")
     steps = read_pipeline(pipeline, profile="quick" if quick else None, overrides=overrides)
     if only:
         wanted = [name.strip() for name in only.split(",") if name.strip()]
