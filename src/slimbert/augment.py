@@ -572,30 +572,24 @@ def _ray_shards(
 ) -> _Shards:
     """Score the pending shards' batches (the local engine's) on a Ray actor pool; a shard
     is yielded as soon as all its batches are back."""
-    from slimbert.ray_engine import RaySettings, score_batches
+    from slimbert.ray_engine import RaySettings, score_shards
 
-    batches: list[dict[str, list[str]]] = []
-    owner: list[tuple[int, list[int]]] = []  # batch -> (pending position, pair indices)
-    missing = []
-    for position, (_, lo, hi) in enumerate(pending):
-        chunks = _pair_batches(first, second, lo, hi, options.batch_size)
-        missing.append(len(chunks))
-        for chunk in chunks:
-            batches.append(
-                {"first": [first[i] for i in chunk], "second": [second[i] for i in chunk]}
-            )
-            owner.append((position, chunk))
+    chunks = [_pair_batches(first, second, lo, hi, options.batch_size) for _, lo, hi in pending]
+    shards = [
+        [{"first": [first[i] for i in c], "second": [second[i] for i in c]} for c in shard]
+        for shard in chunks
+    ]
     scores = [np.empty(hi - lo, dtype=np.float32) for _, lo, hi in pending]
-    settings = RaySettings(address=options.address, actors=options.actors)
-    for batch, got in score_batches(batches, partial(_batch_scores, factory), settings):
-        position, chunk = owner[batch]
-        lo = pending[position][1]
-        scores[position][np.asarray(chunk) - lo] = _checked(got, len(chunk))
+
+    def put(position: int, number: int, got: np.ndarray) -> None:
+        chunk = chunks[position][number]
+        scores[position][np.asarray(chunk) - pending[position][1]] = _checked(got, len(chunk))
         on_batch(len(chunk))
-        missing[position] -= 1
-        if missing[position] == 0:
-            index, lo, hi = pending[position]
-            yield index, lo, hi, scores[position]
+
+    settings = RaySettings(address=options.address, actors=options.actors)
+    for position in score_shards(shards, partial(_batch_scores, factory), settings, put):
+        index, lo, hi = pending[position]
+        yield index, lo, hi, scores[position]
 
 
 def _load_pair_scorer(cross_encoder: str, max_length: int) -> PairScorer:

@@ -469,28 +469,26 @@ def _ray_shards(
 ) -> _Shards:
     """Label the pending shards on a Ray actor pool, cut into the very batches the local
     engine uses; a shard is yielded as soon as all its batches are back."""
-    from slimbert.ray_engine import RaySettings, score_batches
+    from slimbert.ray_engine import RaySettings, score_shards
 
-    batches: list[dict[str, list[str]]] = []
-    where: list[tuple[int, int]] = []  # batch -> (pending position, start row in the shard)
-    for position, (_, rows) in enumerate(pending):
-        for start in range(0, len(rows), options.batch_size):
-            chunk = rows[start : start + options.batch_size]
-            batches.append({"texts": [pool.texts[i] for i in chunk]})
-            where.append((position, start))
+    size = options.batch_size
+    shards = [
+        [{"texts": [pool.texts[i] for i in rows[s : s + size]]} for s in range(0, len(rows), size)]
+        for _, rows in pending
+    ]
     logits = [np.empty((len(rows), k), dtype=np.float32) for _, rows in pending]
-    missing = [math.ceil(len(rows) / options.batch_size) for _, rows in pending]
-    settings = RaySettings(address=options.address, actors=options.actors)
-    for batch, scores in score_batches(batches, partial(_batch_logits, factory), settings):
-        position, start = where[batch]
-        n = len(batches[batch]["texts"])
+
+    def put(position: int, number: int, scores: np.ndarray) -> None:
+        n = len(shards[position][number]["texts"])
+        start = number * size
         logits[position][start : start + n] = _checked_logits(scores, n, k)
         on_batch(n)
-        missing[position] -= 1
-        if missing[position] == 0:
-            index, rows = pending[position]
-            yield index, rows, logits[position]
-            logits[position] = np.empty((0, k), dtype=np.float32)  # written: free it
+
+    settings = RaySettings(address=options.address, actors=options.actors)
+    for position in score_shards(shards, partial(_batch_logits, factory), settings, put):
+        index, rows = pending[position]
+        yield index, rows, logits[position]
+        logits[position] = np.empty((0, k), dtype=np.float32)  # written: free it
 
 
 def _load_scorer(teacher: str, backend: str, max_length: int | None) -> Scorer:

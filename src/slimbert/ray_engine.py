@@ -143,6 +143,30 @@ def score_batches(
                 yield index, array.reshape(-1, width) if width > 1 else array
 
 
+def score_shards(
+    shards: Sequence[Sequence[Mapping[str, list[str]]]],
+    factory: ScorerFactory,
+    settings: RaySettings,
+    put: Callable[[int, int, np.ndarray], None],
+) -> Iterator[int]:
+    """Score every shard's batches with :func:`score_batches`; ``put(shard, batch, scores)``
+    takes each batch's scores as they arrive (``batch``: its place in the shard), and a
+    shard's position is yielded as soon as all its batches are back."""
+    flat: list[Mapping[str, list[str]]] = []
+    owner: list[tuple[int, int]] = []  # flat batch -> (shard position, batch in the shard)
+    for position, batches in enumerate(shards):
+        for number, batch in enumerate(batches):
+            flat.append(batch)
+            owner.append((position, number))
+    missing = [len(batches) for batches in shards]
+    for index, scores in score_batches(flat, factory, settings):
+        position, number = owner[index]
+        put(position, number, scores)
+        missing[position] -= 1
+        if missing[position] == 0:
+            yield position
+
+
 class _session:
     """Join ``settings.address`` or start a local Ray; yields the actor count to use."""
 
@@ -178,4 +202,11 @@ class _session:
             ray.shutdown()
 
 
-__all__ = ["BatchScorer", "RaySettings", "ScorerFactory", "local_cpus", "score_batches"]
+__all__ = [
+    "BatchScorer",
+    "RaySettings",
+    "ScorerFactory",
+    "local_cpus",
+    "score_batches",
+    "score_shards",
+]
