@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from slimbert.bench_lambda import BenchLambdaOptions
 from slimbert.config import Options, check
 from slimbert.cost import (
     Measurement,
@@ -74,9 +75,9 @@ KINDS = {
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")  # benchmarks.results_dir
 _BASELINE_KEYS = ("teacher", "torch_teacher", "baseline")  # hand-made lambda.json files
 SIZE_PARTS = ("numpy", "onnxruntime", "tokenizers", "other libraries", "model", "code")
-# The sizes `slimbert bench lambda` measures by default (BenchLambdaOptions.memory_mb; a test
-# keeps the two equal): a run that measured fewer is a partial re-measurement.
-BENCH_MEMORY_MB = (512, 1024, 1769, 3008)
+# The sizes `slimbert bench lambda` measures by default: a run that measured fewer is a
+# partial re-measurement.
+BENCH_MEMORY_MB: tuple[int, ...] = BenchLambdaOptions.memory_mb
 
 
 @dataclasses.dataclass(frozen=True)
