@@ -440,13 +440,6 @@ def test_a_failed_size_makes_a_run_incomplete_but_an_oom_does_not() -> None:
     assert "4096" in lambda_gaps(asked_more)[0]
 
 
-def test_bench_memory_sizes_match_the_benchmark_default() -> None:
-    pytest.importorskip("slimbert.bench_lambda")
-    from slimbert.bench_lambda import BenchLambdaOptions
-
-    assert BenchLambdaOptions().memory_mb == BENCH_MEMORY_MB
-
-
 def test_plots_say_whose_timings_and_which_prices(full: dict[str, Any]) -> None:
     from slimbert.prices import load_prices
     from slimbert.report import PlatformCost, _timings_label, quality_points

@@ -718,10 +718,13 @@ def _classification_gate(
     truth, p32, p8 = np.asarray(data.labels), fp32.argmax(1), qint8.argmax(1)
     k = len(source.labels)
     gate["one_row_points"] = one_row_points(truth, p32, k)
-    gate["confidence"] = options.gate_confidence
-    drops = bootstrap_drops(truth, p32, p8, k)
-    confidence = options.gate_confidence
-    low = float(np.quantile(drops, 1 - confidence)) if confidence else drop
+    confidence = gate["confidence"] = options.gate_confidence
+    # Confidence 0 is the old rule (the drop alone): no bootstrap to run.
+    low = (
+        float(np.quantile(bootstrap_drops(truth, p32, p8, k), 1 - confidence))
+        if confidence
+        else drop
+    )
     gate["qint8"] = {
         "label_agreement": float(np.mean(p8 == p32)),
         "macro_f1": f1_int8,
