@@ -64,7 +64,7 @@ def write_corpus(path: Path, n: int, *, seed: int = 0, with_label: bool = True) 
 
 
 def main(argv: list[str]) -> None:
-    from slimbert.label import LabelOptions, label_corpus
+    from slimbert.train.label import LabelOptions, label_corpus
 
     data, out, teacher, shard_size, batch_size, delay = argv
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)

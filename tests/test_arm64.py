@@ -30,11 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from slimbert import lambda_local
-from slimbert import package as pkg
-from slimbert.errors import SlimbertError
-from slimbert.invoke import InvokeOptions, invoke_package
-from slimbert.lambda_local import (
+from slimbert.deploy import local as lambda_local
+from slimbert.deploy import package as pkg
+from slimbert.deploy.invoke import InvokeOptions, invoke_package
+from slimbert.deploy.local import (
     LocalLambda,
     emulator,
     find_python312,
@@ -42,7 +41,8 @@ from slimbert.lambda_local import (
     host_arch,
     rie_binary,
 )
-from slimbert.package import RUNTIME_PINS, PackageOptions, WheelDownloadError, build_package
+from slimbert.deploy.package import RUNTIME_PINS, PackageOptions, WheelDownloadError, build_package
+from slimbert.errors import SlimbertError
 from slimbert.runtime import load_bundle
 from test_package import tiny_bundle, wheel_cache  # noqa: F401 - shared session fixtures
 

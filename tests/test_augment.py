@@ -11,7 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from slimbert.augment import (
+from slimbert.data.pairs import load_pairs
+from slimbert.errors import ConfigError, DataError, ModelError, SlimbertError
+from slimbert.train.augment import (
     AugmentOptions,
     CrossEncoderOptions,
     augment,
@@ -23,8 +25,6 @@ from slimbert.augment import (
     read_sentences,
     train_cross_encoder,
 )
-from slimbert.errors import ConfigError, DataError, ModelError, SlimbertError
-from slimbert.pairs import load_pairs
 
 
 def overlap(pairs: list[tuple[str, str]]) -> np.ndarray:

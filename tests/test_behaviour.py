@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slimbert import behaviour_templates
-from slimbert.behaviour import (
+from slimbert.errors import ConfigError, DataError, ModelError
+from slimbert.train import behaviour_templates
+from slimbert.train.behaviour import (
     LABELS,
     SUITE_FILE,
     Case,
@@ -26,8 +27,7 @@ from slimbert.behaviour import (
     run_suite,
     softmax,
 )
-from slimbert.errors import ConfigError, DataError, ModelError
-from slimbert.scoring import softmax as scoring_softmax
+from slimbert.train.scoring import softmax as scoring_softmax
 
 POSITIVE_WORDS = {"good", "great", "loved"}
 NEGATIVE_WORDS = {"bad", "awful", "hated"}
@@ -192,7 +192,8 @@ def test_pass_rate_table(tiny: tuple[Case, ...]) -> None:
 def test_packaged_suite_is_what_the_generator_writes() -> None:
     expected = behaviour_templates.render(behaviour_templates.generate())
     assert SUITE_FILE.read_text(encoding="utf-8") == expected, (
-        "the templates changed: run `python -m slimbert.behaviour_templates` and commit the file"
+        "the templates changed: run `python -m slimbert.train.behaviour_templates`"
+        " and commit the file"
     )
 
 

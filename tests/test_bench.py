@@ -12,7 +12,7 @@ from slimbert.io import read_json
 
 
 def test_sampler_bench_reports_every_variant(tiny_model: Path, tiny_data, tmp_path: Path) -> None:
-    from slimbert.benchmarks import SamplerBenchOptions, run_sampler_bench
+    from slimbert.lab.benchmarks import SamplerBenchOptions, run_sampler_bench
 
     report = run_sampler_bench(
         SamplerBenchOptions(
@@ -38,9 +38,9 @@ def test_sampler_bench_reports_every_variant(tiny_model: Path, tiny_data, tmp_pa
 
 
 def test_serving_bench_compares_bundle_and_torch(tiny_model: Path, tiny_data, tmp_path) -> None:
-    from slimbert.bench_serving import ServingBenchOptions, run_serving_bench
-    from slimbert.export import ExportOptions, export_model
-    from slimbert.models import TorchClassifier
+    from slimbert.export.bundle import ExportOptions, export_model
+    from slimbert.lab.bench_serving import ServingBenchOptions, run_serving_bench
+    from slimbert.train.models import TorchClassifier
 
     clf = TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32)
     clf.save(tmp_path / "teacher")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from slimbert.bench_label import LabelBenchOptions, label_markdown, run_label_bench
 from slimbert.errors import ConfigError
+from slimbert.lab.bench_label import LabelBenchOptions, label_markdown, run_label_bench
 
 
 def _report() -> dict[str, Any]:
@@ -69,7 +69,7 @@ def test_small_run_writes_results(
 ) -> None:
     """A tiny classifier on 60 rows, one core, no Ray: every variant it can export is
     measured and the results land under a timestamped folder."""
-    from slimbert.models import TorchClassifier
+    from slimbert.train.models import TorchClassifier
 
     clf = tmp_path / "clf"
     TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32).save(clf)

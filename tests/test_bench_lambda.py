@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from runtime_fixtures import CUES, FILLER
-from slimbert import cgroups
-from slimbert.bench_lambda import (
+from slimbert.deploy.local import find_python312, host_arch, rie_binary
+from slimbert.errors import ConfigError, SlimbertError
+from slimbert.lab import cgroups
+from slimbert.lab.bench_lambda import (
     BenchLambdaOptions,
     LocalTeacher,
     _Failed,
@@ -28,9 +30,7 @@ from slimbert.bench_lambda import (
     quantiles,
     run_lambda_bench,
 )
-from slimbert.cost import CostOptions, read_results, run_cost
-from slimbert.errors import ConfigError, SlimbertError
-from slimbert.lambda_local import find_python312, host_arch, rie_binary
+from slimbert.lab.cost import CostOptions, read_results, run_cost
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,
     lambda_package,

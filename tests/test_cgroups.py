@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from slimbert import cgroups
-from slimbert.cgroups import Cgroup, effective_cpu, own_cgroup, platform_cpu
 from slimbert.errors import SlimbertError
+from slimbert.lab import cgroups
+from slimbert.lab.cgroups import Cgroup, effective_cpu, own_cgroup, platform_cpu
 
 
 @pytest.mark.parametrize(

@@ -24,11 +24,11 @@ def _flags(command: str) -> str:
 @pytest.mark.parametrize(
     ("command", "module", "cls"),
     [
-        ("train", "slimbert.finetune", "TrainOptions"),
-        ("distill", "slimbert.distill", "DistillOptions"),
-        ("label", "slimbert.label", "LabelOptions"),
-        ("eval", "slimbert.evaluate", "EvalOptions"),
-        ("bench sampler", "slimbert.benchmarks", "SamplerBenchOptions"),
+        ("train", "slimbert.train.finetune", "TrainOptions"),
+        ("distill", "slimbert.train.distill", "DistillOptions"),
+        ("label", "slimbert.train.label", "LabelOptions"),
+        ("eval", "slimbert.train.evaluate", "EvalOptions"),
+        ("bench sampler", "slimbert.lab.benchmarks", "SamplerBenchOptions"),
     ],
 )
 def test_every_option_field_is_a_flag_with_the_same_name(
@@ -70,7 +70,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
 
 def test_config_file_and_flags_merge(tmp_path: Path) -> None:
     from slimbert.cli import build_options
-    from slimbert.distill import DistillOptions
+    from slimbert.train.distill import DistillOptions
 
     config = tmp_path / "opts.yaml"
     config.write_text("student_layers: [0, 2, 4]\nepochs: 3\n")

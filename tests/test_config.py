@@ -8,7 +8,7 @@ from slimbert.errors import ConfigError
 
 
 def test_options_coerce_from_yaml_like_values() -> None:
-    from slimbert.distill import DistillOptions
+    from slimbert.train.distill import DistillOptions
 
     opts = DistillOptions.from_dict(
         {"student_layers": "0,2,4", "out": "runs/x", "epochs": "3", "lr": "1e-4", "gold": None}
@@ -20,7 +20,7 @@ def test_options_coerce_from_yaml_like_values() -> None:
 
 
 def test_unknown_option_suggests_the_closest_name() -> None:
-    from slimbert.distill import DistillOptions
+    from slimbert.train.distill import DistillOptions
 
     with pytest.raises(ConfigError, match="did you mean 'student_layers'"):
         DistillOptions.from_dict({"student_layer": [0, 5]})
@@ -38,14 +38,14 @@ def test_unknown_option_suggests_the_closest_name() -> None:
     ],
 )
 def test_bad_values_are_rejected_with_a_message(changes: dict, message: str) -> None:
-    from slimbert.distill import DistillOptions
+    from slimbert.train.distill import DistillOptions
 
     with pytest.raises(ConfigError, match=message):
         DistillOptions.from_dict(changes)
 
 
 def test_options_are_frozen() -> None:
-    from slimbert.finetune import TrainOptions
+    from slimbert.train.finetune import TrainOptions
 
     opts = TrainOptions()
     with pytest.raises(AttributeError):
@@ -89,7 +89,7 @@ def test_options_file_empty_gives_no_options(tmp_path: Path) -> None:
 
 
 def test_out_under_a_regular_file_fails_when_options_are_built(tmp_path: Path) -> None:
-    from slimbert.finetune import TrainOptions
+    from slimbert.train.finetune import TrainOptions
 
     (tmp_path / "notes.txt").write_text("a file\n")
     with pytest.raises(ConfigError, match=r"notes\.txt, which is a file, not a folder") as exc:

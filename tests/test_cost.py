@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimbert.cost import (
+from slimbert.errors import ConfigError, DataError
+from slimbert.lab.cost import (
     SECONDS_PER_MONTH,
     CostOptions,
     billed_ms,
@@ -20,7 +21,6 @@ from slimbert.cost import (
     read_results,
     run_cost,
 )
-from slimbert.errors import ConfigError, DataError
 from slimbert.prices import load_prices
 
 LAMBDA = "aws-lambda-x86_64"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from slimbert.data import TextSet, load_texts, write_texts
+from slimbert.data.load import TextSet, load_texts, write_texts
 from slimbert.errors import ConfigError, DataError, MissingDependencyError
 
 ROWS = [("good flight", "positive"), ("lost my bag", "negative"), ("on time", "positive")]
@@ -119,7 +119,7 @@ def test_missing_label_cell_loads_unlabelled_unless_labels_are_required(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "d.csv", "text,label\na,pos\nb,\nc,neg\n")
-    with caplog.at_level(logging.WARNING, logger="slimbert.data"):
+    with caplog.at_level(logging.WARNING, logger="slimbert.data.load"):
         assert load_texts(path).labels is None
     assert "line 3" in caplog.text
     with pytest.raises(DataError) as exc:
@@ -365,7 +365,7 @@ def test_hub_maps_class_labels_to_names(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_data_layer_imports_neither_torch_nor_pandas() -> None:
     code = (
-        "import sys, slimbert.data, slimbert.datasets; "
+        "import sys, slimbert.data.load, slimbert.data.tweets3; "
         "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

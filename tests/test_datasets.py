@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from slimbert import datasets
-from slimbert.data import load_texts
-from slimbert.datasets import (
+from slimbert.data import tweets3 as datasets
+from slimbert.data.load import load_texts
+from slimbert.data.tweets3 import (
     BUILTINS,
     LABEL_NAMES,
     dedup_key,
@@ -285,7 +285,9 @@ def test_quick_profile_sizes_and_nesting(cache: Path) -> None:
 @needs_corpus
 def test_prepare_is_deterministic_across_processes(cache: Path, tmp_path: Path) -> None:
     # Another interpreter with another hash seed must write the same bytes.
-    code = "import sys; from pathlib import Path; from slimbert.datasets import prepare_builtin;"
+    code = (
+        "import sys; from pathlib import Path; from slimbert.data.tweets3 import prepare_builtin;"
+    )
     code += "prepare_builtin('tweets3', Path(sys.argv[1]))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env)

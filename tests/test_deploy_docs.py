@@ -20,8 +20,8 @@ import pytest
 
 from runtime_fixtures import build_bundle
 from slimbert.cli import deploy_command
-from slimbert.lambda_local import LocalLambda, function_url_event
-from slimbert.package import PackageOptions
+from slimbert.deploy.local import LocalLambda, function_url_event
+from slimbert.deploy.package import PackageOptions
 from test_lambda_local import local_lambda, python312  # noqa: F401 - shared fixtures
 from test_package import lambda_package, tiny_bundle, wheel_cache  # noqa: F401
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slimbert.data import TextSet, load_texts
-from slimbert.domains import detokenize, interleave
+from slimbert.data.domains import detokenize, interleave
+from slimbert.data.load import TextSet, load_texts
 from slimbert.errors import DataError
 
 SST = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst5"
@@ -92,7 +92,7 @@ def test_sentiment3_joins_both_domains_and_keeps_tests_apart() -> None:
 
 def test_vader_reads_compound_as_its_authors_do() -> None:
     pytest.importorskip("vaderSentiment")
-    from slimbert.baselines import VaderScorer
+    from slimbert.train.baselines import VaderScorer
 
     vader = VaderScorer()
     texts = ["This movie was terrible.", "The meeting is at 3pm.", "What a wonderful day!"]

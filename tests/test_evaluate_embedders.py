@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slimbert.data.pairs import PairSet, load_pairs
 from slimbert.errors import ConfigError, DataError
-from slimbert.evaluate import (
+from slimbert.train.evaluate import (
     EMBEDDER_PAIRS,
     EvalOptions,
     evaluate_models,
@@ -20,13 +21,12 @@ from slimbert.evaluate import (
     pair_similarities,
     spearman_x100,
 )
-from slimbert.pairs import PairSet, load_pairs
 
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_sbert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxruntime")
-    from slimbert.export import ExportOptions, export_model
+    from slimbert.export.bundle import ExportOptions, export_model
 
     out = tmp_path_factory.mktemp("embedder-bundle") / "bundle"
     export_model(ExportOptions(model=tiny_sbert, out=out, validation=None, quantize=False))
@@ -138,7 +138,7 @@ def test_torch_and_onnx_rows_agree_and_the_table_has_them(
 def test_agreement_with_the_teacher_is_a_column(
     tiny_sbert: Path, tiny_bundle: Path, tiny_pairs: dict[str, Path], tmp_path: Path
 ) -> None:
-    from slimbert.sbert import build_embedder
+    from slimbert.train.sbert import build_embedder
 
     other = tmp_path / "one-layer"
     build_embedder(tiny_sbert, layers=(0,)).save(str(other), safe_serialization=True)
@@ -226,8 +226,8 @@ def test_cli_prints_the_embedder_table(
 
 @pytest.mark.slow
 def test_minilm_on_the_sts_benchmark_test_set() -> None:
-    from slimbert.models import resolve_model
-    from slimbert.pairs import data_dir
+    from slimbert.data.pairs import data_dir
+    from slimbert.train.models import resolve_model
 
     if data_dir(required=False) is None:
         pytest.skip("the shared data folder (../shared/data) is absent")
@@ -261,8 +261,8 @@ def test_a_model_alias_names_its_folder_and_a_missing_folder_is_one_error(tmp_pa
     import importlib.util
 
     from slimbert.errors import ModelError
-    from slimbert.evaluate import _model_path
-    from slimbert.models import resolve_model
+    from slimbert.train.evaluate import _model_path
+    from slimbert.train.models import resolve_model
 
     with pytest.raises(ModelError):
         _model_path(str(tmp_path / "missing"))

@@ -14,9 +14,9 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from slimbert.errors import ConfigError, DataError, ModelError
-from slimbert.export import ExportOptions, export_model
+from slimbert.export.bundle import ExportOptions, export_model
 from slimbert.io import read_json, sha256_file
-from slimbert.models import TorchClassifier
+from slimbert.train.models import TorchClassifier
 
 LABELS = ("negative", "neutral", "positive")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "bundle.md"
@@ -130,7 +130,7 @@ def test_manifest_follows_docs_and_checksums(bundle: tuple[Path, dict[str, Any]]
 def test_bundle_gate_runs_the_behavioural_suite_on_both_graphs(
     bundle: tuple[Path, dict[str, Any]],
 ) -> None:
-    from slimbert.behaviour import load_suite
+    from slimbert.train.behaviour import load_suite
 
     behaviour = bundle[1]["gate"]["behaviour"]
     assert behaviour["cases"] == len(load_suite())
@@ -141,7 +141,7 @@ def test_bundle_gate_runs_the_behavioural_suite_on_both_graphs(
 
 @pytest.mark.parametrize(("qint8_rate", "chosen"), [(0.89, "qint8"), (0.87, "fp32")])
 def test_behaviour_drop_over_the_threshold_keeps_fp32(qint8_rate: float, chosen: str) -> None:
-    from slimbert.export import _behaviour_gate
+    from slimbert.export.bundle import _behaviour_gate
 
     options = ExportOptions(model=Path("m"), max_behaviour_drop=2.0)
     gate = {"passed": True, "chosen": "qint8"}
@@ -227,7 +227,7 @@ def test_failed_gate_is_logged(
         gate_rows=8,
         optimize=False,
     )
-    with caplog.at_level(logging.WARNING, logger="slimbert.export"):
+    with caplog.at_level(logging.WARNING, logger="slimbert.export.bundle"):
         first = export_model(options)
     assert first["variant"] == "fp32" and first["gate"]["rows"] == 8
     assert any("int8 fails the quality gate" in r.getMessage() for r in caplog.records)
@@ -245,7 +245,7 @@ def _gate(truth: list[int], fp32: list[int], qint8: list[int], **options: Any) -
     """The classification gate on given predictions (logits one-hot), without a model."""
     from types import SimpleNamespace
 
-    from slimbert.export import _classification_gate, _GateData
+    from slimbert.export.bundle import _classification_gate, _GateData
 
     eye = np.eye(len(LABELS), dtype=np.float32)
     data = _GateData(texts=["t"] * len(truth), labels=truth)
@@ -262,7 +262,7 @@ def _rows(n: int, wrong: int) -> tuple[list[int], list[int]]:
 
 
 def test_one_row_is_worth_what_a_flipped_prediction_can_move() -> None:
-    from slimbert.export import one_row_points
+    from slimbert.export.bundle import one_row_points
     from slimbert.metrics import classification_report
 
     truth, fp32 = _rows(50, 10)
@@ -286,7 +286,7 @@ def test_small_validation_set_does_not_refuse_int8_over_one_row() -> None:
     assert q["macro_f1_drop_points"] > 1.0 and (q["worse_rows"], q["better_rows"]) == (1, 0)
     assert q["distinguishable"] is False and q["drop_low_points"] <= 0
     assert gate["passed"] is True and gate["chosen"] == "qint8"
-    from slimbert.export import gate_verdict
+    from slimbert.export.bundle import gate_verdict
 
     sizes = {
         v: {"bytes": b, "zipped_bytes": b} for v, b in (("fp32", 90 << 20), ("qint8", 15 << 20))
@@ -325,7 +325,7 @@ def test_negative_threshold_still_forces_fp32() -> None:
 
 
 def test_bootstrap_is_paired_and_seeded() -> None:
-    from slimbert.export import bootstrap_drops
+    from slimbert.export.bundle import bootstrap_drops
 
     truth, fp32 = _rows(200, 20)
     t, f = np.array(truth), np.array(fp32)
@@ -416,7 +416,7 @@ def test_embedding_gate_uses_scored_pairs(embedder: Path, tmp_path: Path) -> Non
 
 
 def test_scored_pairs_are_read_with_or_without_header(tmp_path: Path) -> None:
-    from slimbert.export import _read_pairs
+    from slimbert.export.bundle import _read_pairs
 
     (tmp_path / "h.csv").write_text("score,sentence1,sentence2\n4.5,a b,a c\n1,x,y\n")
     (tmp_path / "n.csv").write_text('"a, b",a c,4.5\nx,y,1.0\n')
@@ -468,7 +468,7 @@ def test_options_round_trip() -> None:
 def test_minilm_embedder_exports_faithfully(tiny_data: dict[str, Path], tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from slimbert.models import resolve_model
+    from slimbert.train.models import resolve_model
 
     path = Path(resolve_model("all-MiniLM-L6-v2"))
     validation = str(STSB_DEV if STSB_DEV.is_file() else tiny_data["validation"])

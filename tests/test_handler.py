@@ -653,7 +653,7 @@ def test_an_edited_manifest_fails_the_lambda_init(bundle_dir: Path, tmp_path: Pa
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Any]:
-    from slimbert.lambda_local import LocalGcp, find_python312
+    from slimbert.deploy.local import LocalGcp, find_python312
     from test_package import _BUILT
 
     try:
@@ -661,7 +661,7 @@ def served(tmp_path: Path) -> Iterator[Any]:
     except SlimbertError as exc:
         pytest.skip(f"Python 3.12 is missing: {exc}")
     if "gcp" not in _BUILT:
-        from slimbert.package import PackageOptions, build_package
+        from slimbert.deploy.package import PackageOptions, build_package
 
         bundle = build_bundle(tmp_path / "bundle")
         build_package(PackageOptions(bundle=bundle, out=tmp_path / "out", target="gcp-function"))

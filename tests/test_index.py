@@ -16,9 +16,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from runtime_fixtures import build_bundle
-from slimbert.calibrate import CalibrateOptions, calibrate, evaluate_threshold, pick_threshold
 from slimbert.errors import DataError, SlimbertError
-from slimbert.index import (
+from slimbert.index.build import (
     IndexBuildOptions,
     build_index,
     choose_backend,
@@ -26,6 +25,7 @@ from slimbert.index import (
     set_threshold,
     write_index,
 )
+from slimbert.index.calibrate import CalibrateOptions, calibrate, evaluate_threshold, pick_threshold
 from slimbert.runtime import index as runtime_index
 from slimbert.runtime.index import VectorIndexError, load_index
 
@@ -224,7 +224,7 @@ def test_index_refuses_another_model(toy_index: Path, tmp_path: Path) -> None:
 
 def test_tiny_sentence_transformer_index(tiny_sbert: Path, tmp_path: Path) -> None:
     """A real exported embedder: every stored text finds itself first, with cosine ~1."""
-    from slimbert.export import ExportOptions, export_model
+    from slimbert.export.bundle import ExportOptions, export_model
 
     bundle = tmp_path / "bundle"
     export_model(ExportOptions(model=tiny_sbert, out=bundle, validation=None))

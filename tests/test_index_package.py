@@ -16,10 +16,10 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from runtime_fixtures import build_bundle
+from slimbert.deploy.local import LocalGcp, LocalLambda, find_python312, host_arch, rie_binary
+from slimbert.deploy.package import PackageOptions, build_package
 from slimbert.errors import SlimbertError
-from slimbert.index import bundle_facts, write_index
-from slimbert.lambda_local import LocalGcp, LocalLambda, find_python312, host_arch, rie_binary
-from slimbert.package import PackageOptions, build_package
+from slimbert.index.build import bundle_facts, write_index
 from slimbert.runtime.bundle import load_bundle
 from test_package import wheel_cache  # noqa: F401 - session fixture shared with the package tests
 

@@ -69,8 +69,8 @@ def inputs(
 ) -> dict[str, Path]:
     """Real inputs for every command, so that a missing guard would really run (and delete)."""
     from runtime_fixtures import build_bundle
-    from slimbert.label import LabelOptions, label_corpus
-    from slimbert.models import TorchClassifier
+    from slimbert.train.label import LabelOptions, label_corpus
+    from slimbert.train.models import TorchClassifier
 
     root = tmp_path_factory.mktemp("inputs")
     classifier = TorchClassifier.build(tiny_model, LABELS, max_length=32).save(root / "clf")
@@ -217,7 +217,7 @@ def test_the_stage_itself_refuses_foreign_content_without_the_pipeline(
     inputs: dict[str, Path], tmp_path: Path
 ) -> None:
     """The swap in atomic_dir checks the target too: the Python API cannot delete either."""
-    from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.train.finetune import TrainOptions, train_classifier
 
     out = user_folder(tmp_path / "mine")
     before = snapshot(out)
@@ -443,7 +443,7 @@ def test_report_commands_keep_a_users_file_of_the_same_name(
 def test_invoke_api_refuses_what_is_not_a_lambda_zip(tmp_path: Path) -> None:
     import zipfile
 
-    from slimbert.invoke import InvokeOptions, check_package_zip, invoke_package
+    from slimbert.deploy.invoke import InvokeOptions, check_package_zip, invoke_package
 
     text = tmp_path / "p.zip"
     text.write_text("not a zip", encoding="utf-8")

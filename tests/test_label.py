@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from slimbert.data.shards import shard_name
 from slimbert.errors import ConfigError, SlimbertError
-from slimbert.label import (
+from slimbert.train.label import (
     LabelOptions,
     label_corpus,
     read_silver,
     silver_is_complete,
 )
-from slimbert.shards import shard_name
 
 # The helper is loaded by path so this works whatever pytest's import mode or package layout.
 _WORKER = Path(__file__).with_name("_label_worker.py")
@@ -475,7 +475,7 @@ def test_export_teacher_labels_with_the_fp32_bundle_and_reports_agreement(
 ) -> None:
     """--export-teacher fp32: the bundle (beside the silver folder, reused on a rerun) labels,
     and its agreement with the torch teacher on a sample is in the result and the manifest."""
-    from slimbert.models import TorchClassifier
+    from slimbert.train.models import TorchClassifier
 
     clf = tmp_path / "clf"
     TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32).save(clf)

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from runtime_fixtures import LABELS
-from slimbert import lambda_local
-from slimbert.errors import SlimbertError
-from slimbert.lambda_local import (
+from slimbert.deploy import local as lambda_local
+from slimbert.deploy.local import (
     LocalGcp,
     LocalLambda,
     find_python312,
@@ -27,6 +26,7 @@ from slimbert.lambda_local import (
     host_arch,
     rie_binary,
 )
+from slimbert.errors import SlimbertError
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,
     lambda_package,
@@ -175,7 +175,7 @@ def test_template_settings_resolve_refs_to_parameter_defaults(tmp_path: Path) ->
     not the text of the Ref; what only a deploy can resolve is left out."""
     import yaml
 
-    from slimbert.package import PackageOptions, sam_template
+    from slimbert.deploy.package import PackageOptions, sam_template
 
     options = PackageOptions(memory_mb=2048, timeout_s=12)
     zip_path = tmp_path / f"{options.stem}.zip"

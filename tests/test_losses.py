@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from slimbert.losses import distill_loss, soft_kl  # noqa: E402
+from slimbert.train.losses import distill_loss, soft_kl  # noqa: E402
 
 
 def test_hard_loss_is_cross_entropy_on_teacher_labels() -> None:

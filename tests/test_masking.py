@@ -1,4 +1,4 @@
-"""Topic-leakage masking of training text (slimbert.masking)."""
+"""Topic-leakage masking of training text (slimbert.train.masking)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slimbert.errors import ConfigError
-from slimbert.masking import KINDS, check_kinds, mask_text
+from slimbert.train.masking import KINDS, check_kinds, mask_text
 
 
 @pytest.mark.parametrize(

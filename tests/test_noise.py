@@ -1,4 +1,4 @@
-"""Typo noise for training text (slimbert.noise)."""
+"""Typo noise for training text (slimbert.train.noise)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slimbert.errors import ConfigError
-from slimbert.finetune import TrainOptions
-from slimbert.noise import MIN_LENGTH, typo, typo_noise
+from slimbert.train.finetune import TrainOptions
+from slimbert.train.noise import MIN_LENGTH, typo, typo_noise
 
 
 def test_zero_rate_is_identity() -> None:
@@ -62,9 +62,9 @@ def test_option_is_validated() -> None:
 
 
 def test_fit_trains_on_fresh_noise_each_epoch(tiny_model: Path, tmp_path: Path) -> None:
-    from slimbert.data import TextSet
-    from slimbert.models import TorchClassifier
-    from slimbert.train import FitSettings, fit
+    from slimbert.data.load import TextSet
+    from slimbert.train.loop import FitSettings, fit
+    from slimbert.train.models import TorchClassifier
 
     texts = [
         f"wonderful delivery number {i}" if i % 2 else f"terrible service again {i}"

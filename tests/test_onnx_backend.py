@@ -13,10 +13,10 @@ pytest.importorskip("torch")
 def test_label_and_eval_with_the_onnx_bundle_match_torch(
     tiny_model: Path, tiny_data: dict[str, Path], tmp_path: Path
 ) -> None:
-    from slimbert.evaluate import EvalOptions, evaluate_models
-    from slimbert.export import ExportOptions, export_model
-    from slimbert.finetune import TrainOptions, train_classifier
-    from slimbert.label import LabelOptions, label_corpus, read_silver
+    from slimbert.export.bundle import ExportOptions, export_model
+    from slimbert.train.evaluate import EvalOptions, evaluate_models
+    from slimbert.train.finetune import TrainOptions, train_classifier
+    from slimbert.train.label import LabelOptions, label_corpus, read_silver
 
     train_classifier(
         TrainOptions(

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from slimbert.data.owndata import recorded_data, training_plan
 from slimbert.errors import DataError
-from slimbert.owndata import recorded_data, training_plan
 
 CUES = {
     "awful": ["awful", "horrible", "terrible"],
@@ -52,16 +52,16 @@ def write(
 @pytest.fixture
 def no_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any read of tweets3 (or SST, or sentiment3) fails the test."""
-    import slimbert.datasets
-    import slimbert.domains
+    import slimbert.data.domains
+    import slimbert.data.tweets3
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"a built-in corpus was read: {args}")
 
     for name in ("source_file", "prepare_builtin", "load_builtin", "load_pool_labels"):
-        monkeypatch.setattr(slimbert.datasets, name, refuse)
+        monkeypatch.setattr(slimbert.data.tweets3, name, refuse)
     for name in ("load_sst3", "load_domain_builtin", "sst_file"):
-        monkeypatch.setattr(slimbert.domains, name, refuse)
+        monkeypatch.setattr(slimbert.data.domains, name, refuse)
 
 
 FAST = {"epochs": 1, "batch_size": 16, "max_length": 32, "patience": 1}
@@ -70,7 +70,7 @@ FAST = {"epochs": 1, "batch_size": 16, "max_length": 32, "patience": 1}
 def test_a_user_file_gets_a_held_out_validation_share(
     tiny_model: Path, tmp_path: Path, no_builtins: None
 ) -> None:
-    from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.train.finetune import TrainOptions, train_classifier
 
     data = write(tmp_path / "mine.csv", own_rows(200, ["bad", "good"]))
     out = tmp_path / "teacher"
@@ -110,7 +110,7 @@ def test_built_in_training_data_keeps_its_built_in_validation() -> None:
 def test_training_refuses_data_it_cannot_learn(
     tmp_path: Path, labels: list[str], message: str
 ) -> None:
-    from slimbert.finetune import TrainOptions, train_classifier
+    from slimbert.train.finetune import TrainOptions, train_classifier
 
     rows = [(f"text {i}", labels[i % len(labels)]) for i in range(40)]
     data = write(tmp_path / "bad.csv", rows)
@@ -122,7 +122,7 @@ def test_cli_refusals_exit_2(tiny_model: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from slimbert.cli import app
-    from slimbert.models import TorchClassifier
+    from slimbert.train.models import TorchClassifier
 
     data = write(tmp_path / "one.csv", [(f"text {i}", "good") for i in range(30)])
     result = CliRunner().invoke(app, ["train", "--train", str(data), "--out", str(tmp_path / "t")])
@@ -144,12 +144,12 @@ def test_cli_refusals_exit_2(tiny_model: Path, tmp_path: Path) -> None:
 def test_one_csv_to_a_bundle_without_reading_tweets3(
     tiny_model: Path, tmp_path: Path, no_builtins: None, labels: list[str]
 ) -> None:
-    from slimbert.distill import DistillOptions, distill
-    from slimbert.evaluate import EvalOptions, evaluate_models
-    from slimbert.export import ExportOptions, export_model
-    from slimbert.finetune import TrainOptions, train_classifier
-    from slimbert.label import LabelOptions, label_corpus
-    from slimbert.split import SplitOptions, split_data
+    from slimbert.data.split import SplitOptions, split_data
+    from slimbert.export.bundle import ExportOptions, export_model
+    from slimbert.train.distill import DistillOptions, distill
+    from slimbert.train.evaluate import EvalOptions, evaluate_models
+    from slimbert.train.finetune import TrainOptions, train_classifier
+    from slimbert.train.label import LabelOptions, label_corpus
 
     data = write(tmp_path / "reviews.csv", own_rows(60 * len(labels), labels), ("review", "stars"))
     columns = {"text_column": "review", "label_column": "stars"}
@@ -200,8 +200,8 @@ def test_one_csv_to_a_bundle_without_reading_tweets3(
 def test_the_own_data_pipeline_template_runs_on_a_split_folder(
     tiny_model: Path, tmp_path: Path, no_builtins: None
 ) -> None:
+    from slimbert.data.split import SplitOptions, split_data
     from slimbert.pipeline import read_pipeline, run_pipeline
-    from slimbert.split import SplitOptions, split_data
 
     data = write(tmp_path / "mine.csv", own_rows(160, ["bad", "good"]))
     split_data(SplitOptions(data=str(data), out=tmp_path / "split"))

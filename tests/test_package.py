@@ -22,9 +22,8 @@ import pytest
 import yaml
 
 from runtime_fixtures import build_bundle
-from slimbert import package as pkg
-from slimbert.errors import ConfigError, SlimbertError
-from slimbert.package import (
+from slimbert.deploy import package as pkg
+from slimbert.deploy.package import (
     RUNTIME_PINS,
     PackageOptions,
     WheelDownloadError,
@@ -32,6 +31,7 @@ from slimbert.package import (
     ensure_wheels,
     read_lock,
 )
+from slimbert.errors import ConfigError, SlimbertError
 
 
 def sha256(path: Path) -> str:
@@ -577,7 +577,7 @@ def test_lambda_init_fails_when_the_manifest_digest_differs(
     lambda_package: tuple[Path, dict[str, Any]],
 ) -> None:
     """In the Lambda emulator: a manifest that is not the packaged one fails the init."""
-    from slimbert.lambda_local import LocalLambda, find_python312, host_arch, rie_binary
+    from slimbert.deploy.local import LocalLambda, find_python312, host_arch, rie_binary
 
     zip_path, _ = lambda_package
     try:

@@ -138,9 +138,9 @@ def test_builtin_sentiment_pipeline_parses_with_both_profiles() -> None:
 def test_distill_with_soft_targets_and_gold_mix(
     tmp_path: Path, tiny_model: Path, tiny_data: dict[str, Path], loss: str
 ) -> None:
-    from slimbert.distill import DistillOptions, distill
-    from slimbert.finetune import TrainOptions, train_classifier
-    from slimbert.label import LabelOptions, label_corpus
+    from slimbert.train.distill import DistillOptions, distill
+    from slimbert.train.finetune import TrainOptions, train_classifier
+    from slimbert.train.label import LabelOptions, label_corpus
 
     train_classifier(
         TrainOptions(
@@ -225,8 +225,8 @@ def test_pipeline_never_deletes_a_finished_shard_folder_or_a_users_folder(
     tmp_path: Path,
 ) -> None:
     from slimbert.errors import SlimbertError
-    from slimbert.label import LabelOptions
     from slimbert.pipeline import Step
+    from slimbert.train.label import LabelOptions
 
     worker = _fake_teacher()
     teacher = tmp_path / "teacher"
@@ -306,12 +306,12 @@ def test_a_step_never_replaces_a_users_file_named_like_its_report(tmp_path: Path
     name is refused before the step runs (bytes kept), whatever the overwrite setting."""
     import hashlib
 
-    from slimbert.calibrate import CalibrateOptions
+    from slimbert.deploy.invoke import InvokeOptions
     from slimbert.errors import SlimbertError
-    from slimbert.evaluate import EvalOptions
-    from slimbert.export import ExportOptions
-    from slimbert.invoke import InvokeOptions
+    from slimbert.export.bundle import ExportOptions
+    from slimbert.index.calibrate import CalibrateOptions
     from slimbert.pipeline import Step
+    from slimbert.train.evaluate import EvalOptions
 
     work = tmp_path / "work"
     work.mkdir()

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from runtime_fixtures import DIM, LABELS, build_bundle
 from slimbert.cli import app
+from slimbert.deploy.predict import format_answer, predict_file, predict_texts
 from slimbert.errors import ConfigError, DataError
-from slimbert.predict import format_answer, predict_file, predict_texts
 from slimbert.runtime import load_bundle
 
 TEXTS = ["good great", "bad awful", "table chair"]
@@ -140,7 +140,7 @@ def test_cli_texts_json_and_files(classifier: Path, embedder: Path, tmp_path: Pa
 
 def test_predict_imports_no_torch(classifier: Path) -> None:
     code = (
-        "import sys; from slimbert.predict import predict_texts; "
+        "import sys; from slimbert.deploy.predict import predict_texts; "
         f"predict_texts({str(classifier)!r}, ['good']); "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from slimbert.data.shards import shard_name
 from slimbert.errors import ConfigError, MissingDependencyError
-from slimbert.label import LabelOptions, label_corpus, read_silver
-from slimbert.shards import shard_name
+from slimbert.train.label import LabelOptions, label_corpus, read_silver
 
 _WORKER = Path(__file__).with_name("_label_worker.py")
 _spec = importlib.util.spec_from_file_location("_label_worker", _WORKER)
@@ -168,7 +168,7 @@ worker = importlib.util.module_from_spec(spec); spec.loader.exec_module(worker)
 sys.modules["_label_worker"] = worker
 import ray.cloudpickle
 ray.cloudpickle.register_pickle_by_value(worker)
-from slimbert.label import LabelOptions, label_corpus
+from slimbert.train.label import LabelOptions, label_corpus
 options = LabelOptions(teacher=Path({teacher!r}), data={data!r}, out=Path({out!r}),
     id_column="id", shard_size=100, batch_size=25, engine="ray", actors=2)
 label_corpus(options, scorer=worker.FakeScorer(), teacher_factory=lambda: worker.FakeScorer(0.3))
@@ -222,7 +222,7 @@ def _overlap_scorer() -> Any:
 
 @pytest.mark.slow
 def test_augment_scores_on_ray_into_the_same_shards(ray: Any, tmp_path: Path) -> None:
-    from slimbert.augment import AugmentOptions, augment, read_scores
+    from slimbert.train.augment import AugmentOptions, augment, read_scores
 
     rng = random.Random(3)
     words = [f"w{i}" for i in range(40)]

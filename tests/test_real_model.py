@@ -23,9 +23,9 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
     from typer.testing import CliRunner
 
     from slimbert.cli import app
+    from slimbert.data.pairs import data_dir
+    from slimbert.deploy.local import find_python312
     from slimbert.errors import SlimbertError
-    from slimbert.lambda_local import find_python312
-    from slimbert.pairs import data_dir
 
     try:
         find_python312()
@@ -65,8 +65,8 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
 @needs_real
 @pytest.mark.slow
 def test_minilm_teacher_learns_tweets3_and_labels_the_pool(tmp_path: Path) -> None:
-    from slimbert.finetune import TrainOptions, train_classifier
-    from slimbert.label import LabelOptions, label_corpus, read_silver
+    from slimbert.train.finetune import TrainOptions, train_classifier
+    from slimbert.train.label import LabelOptions, label_corpus, read_silver
 
     report = train_classifier(
         TrainOptions(

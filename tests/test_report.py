@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from slimbert.errors import ConfigError, DataError
-from slimbert.report import (
+from slimbert.lab.report import (
     BENCH_MEMORY_MB,
     README_END,
     README_START,
@@ -441,8 +441,8 @@ def test_a_failed_size_makes_a_run_incomplete_but_an_oom_does_not() -> None:
 
 
 def test_plots_say_whose_timings_and_which_prices(full: dict[str, Any]) -> None:
+    from slimbert.lab.report import PlatformCost, _timings_label, quality_points
     from slimbert.prices import load_prices
-    from slimbert.report import PlatformCost, _timings_label, quality_points
 
     own = PlatformCost("aws-lambda-x86_64", "aws-lambda-x86_64", {}, {}, {}, 512, None)
     other = dataclasses.replace(own, platform="gcp-functions-gen2")

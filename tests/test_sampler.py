@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from slimbert.errors import ConfigError
-from slimbert.sampler import BalancedBucketSampler, padding_waste
+from slimbert.train.sampler import BalancedBucketSampler, padding_waste
 
 SEEDS = range(6)
 
@@ -92,7 +92,7 @@ def test_undersample_fresh_each_epoch_and_reproducible() -> None:
 def test_missing_class_ids_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     lengths = [5, 6, 7, 8, 9, 10]
     labels = [0, 0, 2, 2, 2, 0]
-    with caplog.at_level(logging.WARNING, logger="slimbert.sampler"):
+    with caplog.at_level(logging.WARNING, logger="slimbert.train.sampler"):
         sampler = BalancedBucketSampler(lengths, labels, 2, seed=0)
     assert "[1]" in caplog.text
     assert sampler.n_classes == 2
@@ -222,7 +222,7 @@ def test_yields_plain_int_lists_and_describe() -> None:
 
 
 def test_does_not_import_torch() -> None:
-    code = "import sys, slimbert.sampler; assert 'torch' not in sys.modules"
+    code = "import sys, slimbert.train.sampler; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

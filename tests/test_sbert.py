@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from slimbert.data.pairs import PairSet, write_pairs
 from slimbert.errors import ConfigError, DataError
-from slimbert.pairs import PairSet, write_pairs
-from slimbert.sbert import SbertTrainOptions, build_embedder, spearman, train_sbert
+from slimbert.train.sbert import SbertTrainOptions, build_embedder, spearman, train_sbert
 
 pytest.importorskip("sentence_transformers")
 
@@ -55,7 +55,7 @@ def test_cosine_training_improves_validation_and_saves_safetensors(
     assert "model.safetensors" in files and "modules.json" in files
     assert not [p for p in out.rglob("*") if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
     # The saved model is the best one: its validation Spearman is the reported best.
-    from slimbert.pairs import load_pairs
+    from slimbert.data.pairs import load_pairs
 
     reloaded = build_embedder(out)
     rho = spearman(reloaded, load_pairs(tiny_pairs["validation"]))
@@ -130,7 +130,7 @@ def test_silver_parquet_is_a_training_set(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from slimbert.pairs import load_pairs
+    from slimbert.data.pairs import load_pairs
 
     gold = load_pairs(tiny_pairs["train"])
     table = pa.table({"sentence1": gold.first, "sentence2": gold.second, "score": gold.scores})
@@ -156,7 +156,7 @@ def test_extra_train_sets_are_trained_on_together(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from slimbert.pairs import load_pairs
+    from slimbert.data.pairs import load_pairs
 
     gold = load_pairs(tiny_pairs["train"])
     silver = gold.head(30)

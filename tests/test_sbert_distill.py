@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from slimbert.errors import ConfigError
-from slimbert.sbert import SbertTrainOptions, build_embedder, train_sbert
-from slimbert.sbert_distill import load_sentences, project, teacher_targets
+from slimbert.train.sbert import SbertTrainOptions, build_embedder, train_sbert
+from slimbert.train.sbert_distill import load_sentences, project, teacher_targets
 
 pytest.importorskip("sentence_transformers")
 
@@ -45,7 +45,7 @@ def test_distillation_brings_the_student_towards_its_teacher(
     tiny_sbert: Path, tiny_pairs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("slimbert.sbert_distill.HELD_OUT", ())
+    monkeypatch.setattr("slimbert.train.sbert_distill.HELD_OUT", ())
     sentences = _sentences_file(tmp_path / "sentences.csv", 300)
     options = SbertTrainOptions(
         objective="distill",
@@ -122,7 +122,7 @@ def test_sentences_are_drawn_round_robin_without_held_out_ones(
     a = _sentences_file(tmp_path / "a.csv", 100)
     b = tmp_path / "b.csv"
     b.write_text("text\nheld out one\nfresh one\nfresh two\n", encoding="utf-8")
-    monkeypatch.setattr("slimbert.sbert_distill.held_out_sentences", lambda: {"held out one"})
+    monkeypatch.setattr("slimbert.train.sbert_distill.held_out_sentences", lambda: {"held out one"})
     got = load_sentences([str(a), str(b)], limit=6, seed=1)
     assert len(got) == 6 and "held out one" not in got
     assert {"fresh one", "fresh two"} <= set(got)  # the small source is not crowded out

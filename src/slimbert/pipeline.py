@@ -98,17 +98,22 @@ class Stage:
 
 def stages() -> dict[str, Stage]:
     # Imported here so that `slimbert --help` stays fast and torch-free.
-    from slimbert.augment import AugmentOptions, CrossEncoderOptions, augment, train_cross_encoder
-    from slimbert.calibrate import CalibrateOptions, calibrate
-    from slimbert.distill import DistillOptions, distill
-    from slimbert.evaluate import EvalOptions, evaluate_models
-    from slimbert.export import ExportOptions, export_model
-    from slimbert.finetune import TrainOptions, train_classifier
-    from slimbert.index import IndexBuildOptions, build_index
-    from slimbert.invoke import InvokeOptions, invoke_package
-    from slimbert.label import LabelOptions, label_corpus
-    from slimbert.package import PackageOptions, build_package
-    from slimbert.sbert import SbertTrainOptions, train_sbert
+    from slimbert.deploy.invoke import InvokeOptions, invoke_package
+    from slimbert.deploy.package import PackageOptions, build_package
+    from slimbert.export.bundle import ExportOptions, export_model
+    from slimbert.index.build import IndexBuildOptions, build_index
+    from slimbert.index.calibrate import CalibrateOptions, calibrate
+    from slimbert.train.augment import (
+        AugmentOptions,
+        CrossEncoderOptions,
+        augment,
+        train_cross_encoder,
+    )
+    from slimbert.train.distill import DistillOptions, distill
+    from slimbert.train.evaluate import EvalOptions, evaluate_models
+    from slimbert.train.finetune import TrainOptions, train_classifier
+    from slimbert.train.label import LabelOptions, label_corpus
+    from slimbert.train.sbert import SbertTrainOptions, train_sbert
 
     return {
         "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),

@@ -1,0 +1,1 @@
+"""Reading data: one door for files, built-in and Hugging Face sets; pairs, shards, splits."""

@@ -1,0 +1,1 @@
+"""Deployment: the Lambda / Cloud Functions package, local emulators, invoke and predict."""

@@ -1,0 +1,1 @@
+"""Export: torch to ONNX, optimised and int8 behind the quality gate; the bundle stage."""

@@ -1,0 +1,1 @@
+"""Duplicate detection: an index of embeddings, built and calibrated."""

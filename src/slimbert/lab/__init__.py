@@ -1,0 +1,1 @@
+"""Measurement: benchmarks, cgroups for memory sizes, cost and the report."""

@@ -1,0 +1,32 @@
+"""What a classifier offers to the stages that only need its outputs (labelling, evaluation).
+
+Both the torch classifier (``slimbert.train.models.TorchClassifier``) and an exported ONNX bundle
+implement :class:`Scorer`, so ``label`` and ``eval`` work the same on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    label_names: tuple[str, ...]
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Return float32 logits of shape (len(texts), len(label_names)) for one batch."""
+        ...
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text becomes (after truncation): used to sort into batches."""
+        ...
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
