@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn) in one JSON-friendly dict."""
+"""Metrics in JSON-friendly dicts: classification (scikit-learn) and latency quantiles."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def classification_report(
         "label_names": list(label_names),
         "n": len(y_true),
     }
+
+
+def quantiles(values: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p95/p99, mean and max of ``values`` (latencies in ms), and how many there were.
+
+    The one summary every benchmark and evaluation writes, so their tables read alike.
+    """
+    a = np.asarray(values, dtype=float)
+    qs = {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 95, 99)}
+    return {**qs, "mean": float(a.mean()), "max": float(a.max()), "n": int(a.size)}

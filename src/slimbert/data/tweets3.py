@@ -27,7 +27,6 @@ import html
 import importlib.metadata
 import itertools
 import logging
-import os
 import random
 import re
 from collections import Counter, defaultdict
@@ -35,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from slimbert.cache import cache_root
 from slimbert.data.load import TextSet, load_texts, write_texts
 from slimbert.errors import ConfigError, DataError, MissingDependencyError
 from slimbert.io import atomic_open, read_json, sha256_file, write_json
@@ -72,8 +72,8 @@ BUILTINS: dict[str, str] = {
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("SLIMBERT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "slimbert"
+    """Where built-in datasets are prepared: the slimbert cache."""
+    return cache_root()
 
 
 def source_file() -> Path:

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from slimbert.cache import cache_root
 from slimbert.deploy.package import GCP_ENTRY_POINT, LAMBDA_HANDLER, default_wheel_cache
 from slimbert.errors import SlimbertError
 from slimbert.io import sha256_file
@@ -54,12 +55,6 @@ SAM_CLI_WHEEL_SHA256 = "24ebaf5ecba38dc1758089968cb89ab61e124b84e92a344fc7a2771a
 AWSLAMBDARIC_PIN = "4.2.2"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 START_TIMEOUT_S = 60.0
-
-
-def cache_root() -> Path:
-    """``$SLIMBERT_CACHE``, else ``~/.cache/slimbert``."""
-    env = os.environ.get("SLIMBERT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "slimbert"
 
 
 def host_arch() -> str:

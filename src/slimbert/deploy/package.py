@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import slimbert
+from slimbert.cache import default_root
 from slimbert.config import Options, check
 from slimbert.errors import SlimbertError
 from slimbert.io import (
@@ -198,7 +199,9 @@ class _Entry:
 def default_wheel_cache() -> Path:
     """``$SLIMBERT_WHEEL_CACHE``, else ``~/.cache/slimbert/wheels``."""
     env = os.environ.get("SLIMBERT_WHEEL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "slimbert" / "wheels"
+    # Its own variable, not under $SLIMBERT_CACHE: tests point that at a temporary folder, and
+    # the wheels (hundreds of MB, fetched once) must survive them.
+    return Path(env).expanduser() if env else default_root() / "wheels"
 
 
 def build_package(options: PackageOptions, *, code_root: Path | None = None) -> dict[str, Any]:
@@ -772,7 +775,7 @@ def update_lock(arch: str, wheel_cache: Path | None = None) -> Path:
         _pip_download(arch, Path(tmp), [f"{n}=={v}" for n, v in sorted(RUNTIME_PINS.items())])
         lines = [
             f"# slimbert serving runtime: CPython {SUPPORTED_PYTHONS[0]}, manylinux {arch}.",
-            "# Written by slimbert.deploy.package.update_lock; checked by every `slimbert package`.",
+            "# Written by slimbert.deploy.package.update_lock; checked by `slimbert package`.",
             *_lock_lines(sorted(Path(tmp).glob("*.whl"))),
         ]
         for wheel in Path(tmp).glob("*.whl"):

@@ -61,6 +61,7 @@ from slimbert.deploy.local import (
 from slimbert.errors import SlimbertError
 from slimbert.lab import cgroups
 from slimbert.lab.benchmarks import machine_info, save_results
+from slimbert.metrics import quantiles
 
 log = logging.getLogger(__name__)
 
@@ -299,13 +300,6 @@ def _throttling(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]
         "throttled_fraction": throttled / periods if periods else 0.0,
         "throttled_ms": (after["throttled_time"] - before["throttled_time"]) / 1e6,
     }
-
-
-def quantiles(values: list[float]) -> dict[str, float]:
-    """p50/p90/p95/p99, mean and max of ``values`` (ms), and how many there were."""
-    a = np.asarray(values, dtype=float)
-    qs = {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 95, 99)}
-    return {**qs, "mean": float(a.mean()), "max": float(a.max()), "n": int(a.size)}
 
 
 def emulator_durations(log_text: str) -> list[float]:
