@@ -44,6 +44,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	# the wings' layering (pyproject.toml [tool.importlinter]; docs/design.md)
+	$(BIN)/lint-imports
 
 ## Lint, types and the fast test suite (slow real-model tests excluded).
 test: lint

@@ -58,7 +58,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-layer, 32-wide random BERT with MiniLM's real WordPiece tokenizer."""
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     try:
         tokenizer_source = resolve_model("all-MiniLM-L6-v2")
@@ -151,7 +151,7 @@ def tiny_mpnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     try:
         minilm = Path(resolve_model("all-MiniLM-L6-v2"))

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slimbert.errors import ConfigError, DataError, ModelError
-from slimbert.train import behaviour_templates
-from slimbert.train.behaviour import (
+from slimbert.models import behaviour_templates
+from slimbert.models.behaviour import (
     LABELS,
     SUITE_FILE,
     Case,
@@ -27,7 +27,7 @@ from slimbert.train.behaviour import (
     run_suite,
     softmax,
 )
-from slimbert.train.scoring import softmax as scoring_softmax
+from slimbert.models.scoring import softmax as scoring_softmax
 
 POSITIVE_WORDS = {"good", "great", "loved"}
 NEGATIVE_WORDS = {"bad", "awful", "hated"}
@@ -192,7 +192,7 @@ def test_pass_rate_table(tiny: tuple[Case, ...]) -> None:
 def test_packaged_suite_is_what_the_generator_writes() -> None:
     expected = behaviour_templates.render(behaviour_templates.generate())
     assert SUITE_FILE.read_text(encoding="utf-8") == expected, (
-        "the templates changed: run `python -m slimbert.train.behaviour_templates`"
+        "the templates changed: run `python -m slimbert.models.behaviour_templates`"
         " and commit the file"
     )
 

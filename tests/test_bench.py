@@ -40,7 +40,7 @@ def test_sampler_bench_reports_every_variant(tiny_model: Path, tiny_data, tmp_pa
 def test_serving_bench_compares_bundle_and_torch(tiny_model: Path, tiny_data, tmp_path) -> None:
     from slimbert.export.bundle import ExportOptions, export_model
     from slimbert.lab.bench_serving import ServingBenchOptions, run_serving_bench
-    from slimbert.train.models import TorchClassifier
+    from slimbert.models.load import TorchClassifier
 
     clf = TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32)
     clf.save(tmp_path / "teacher")

@@ -69,7 +69,7 @@ def test_small_run_writes_results(
 ) -> None:
     """A tiny classifier on 60 rows, one core, no Ray: every variant it can export is
     measured and the results land under a timestamped folder."""
-    from slimbert.train.models import TorchClassifier
+    from slimbert.models.load import TorchClassifier
 
     clf = tmp_path / "clf"
     TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32).save(clf)

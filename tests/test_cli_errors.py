@@ -312,7 +312,7 @@ def test_model_names_that_name_nothing_fail_before_loading(
 ) -> None:
     pytest.importorskip("torch")
     from slimbert.errors import ModelError
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError) as exc:
@@ -325,7 +325,7 @@ def test_a_local_folder_with_a_hub_like_name_still_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     (tmp_path / "org" / "name").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)

@@ -92,7 +92,7 @@ def test_sentiment3_joins_both_domains_and_keeps_tests_apart() -> None:
 
 def test_vader_reads_compound_as_its_authors_do() -> None:
     pytest.importorskip("vaderSentiment")
-    from slimbert.train.baselines import VaderScorer
+    from slimbert.models.baselines import VaderScorer
 
     vader = VaderScorer()
     texts = ["This movie was terrible.", "The meeting is at 3pm.", "What a wonderful day!"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from slimbert.models.load import TorchClassifier
 from slimbert.train.evaluate import EvalOptions, evaluate_models, markdown_table
-from slimbert.train.models import TorchClassifier
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -23,7 +23,7 @@ def test_every_set_is_scored_on_its_own_with_vader_first(
     classifier: Path, tiny_data: dict[str, Path], tmp_path: Path
 ) -> None:
     pytest.importorskip("vaderSentiment")
-    from slimbert.train.behaviour import load_suite
+    from slimbert.models.behaviour import load_suite
 
     data, other = str(tiny_data["test"]), str(tiny_data["validation"])
     result = evaluate_models(

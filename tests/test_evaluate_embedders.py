@@ -227,7 +227,7 @@ def test_cli_prints_the_embedder_table(
 @pytest.mark.slow
 def test_minilm_on_the_sts_benchmark_test_set() -> None:
     from slimbert.data.pairs import data_dir
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     if data_dir(required=False) is None:
         pytest.skip("the shared data folder (../shared/data) is absent")
@@ -261,8 +261,8 @@ def test_a_model_alias_names_its_folder_and_a_missing_folder_is_one_error(tmp_pa
     import importlib.util
 
     from slimbert.errors import ModelError
+    from slimbert.models.load import resolve_model
     from slimbert.train.evaluate import _model_path
-    from slimbert.train.models import resolve_model
 
     with pytest.raises(ModelError):
         _model_path(str(tmp_path / "missing"))

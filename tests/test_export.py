@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime")
 from slimbert.errors import ConfigError, DataError, ModelError
 from slimbert.export.bundle import ExportOptions, export_model
 from slimbert.io import read_json, sha256_file
-from slimbert.train.models import TorchClassifier
+from slimbert.models.load import TorchClassifier
 
 LABELS = ("negative", "neutral", "positive")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "bundle.md"
@@ -130,7 +130,7 @@ def test_manifest_follows_docs_and_checksums(bundle: tuple[Path, dict[str, Any]]
 def test_bundle_gate_runs_the_behavioural_suite_on_both_graphs(
     bundle: tuple[Path, dict[str, Any]],
 ) -> None:
-    from slimbert.train.behaviour import load_suite
+    from slimbert.models.behaviour import load_suite
 
     behaviour = bundle[1]["gate"]["behaviour"]
     assert behaviour["cases"] == len(load_suite())
@@ -468,7 +468,7 @@ def test_options_round_trip() -> None:
 def test_minilm_embedder_exports_faithfully(tiny_data: dict[str, Path], tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     path = Path(resolve_model("all-MiniLM-L6-v2"))
     validation = str(STSB_DEV if STSB_DEV.is_file() else tiny_data["validation"])

@@ -69,8 +69,8 @@ def inputs(
 ) -> dict[str, Path]:
     """Real inputs for every command, so that a missing guard would really run (and delete)."""
     from runtime_fixtures import build_bundle
+    from slimbert.models.load import TorchClassifier
     from slimbert.train.label import LabelOptions, label_corpus
-    from slimbert.train.models import TorchClassifier
 
     root = tmp_path_factory.mktemp("inputs")
     classifier = TorchClassifier.build(tiny_model, LABELS, max_length=32).save(root / "clf")

@@ -475,7 +475,7 @@ def test_export_teacher_labels_with_the_fp32_bundle_and_reports_agreement(
 ) -> None:
     """--export-teacher fp32: the bundle (beside the silver folder, reused on a rerun) labels,
     and its agreement with the torch teacher on a sample is in the result and the manifest."""
-    from slimbert.train.models import TorchClassifier
+    from slimbert.models.load import TorchClassifier
 
     clf = tmp_path / "clf"
     TorchClassifier.build(tiny_model, ("negative", "neutral", "positive"), max_length=32).save(clf)

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from slimbert.errors import ConfigError, ModelError
-from slimbert.train.models import TorchClassifier, resolve_model
+from slimbert.models.load import TorchClassifier, resolve_model
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 
 from slimbert.export.bundle import ExportOptions, export_model
 from slimbert.io import read_json
-from slimbert.train.models import TorchClassifier, keep_layers, resolve_model
+from slimbert.models.load import TorchClassifier, keep_layers, resolve_model
 
 LABELS = ("negative", "neutral", "positive")
 TEXTS = ["good", "the chair is by the window today", "", "awful flight " * 20, "so happy"]
@@ -113,7 +113,7 @@ def test_embedder_export_matches_sentence_transformers(
 
 
 def _parts_installed() -> bool:
-    from slimbert.train.weights import MPNET_PACKAGES
+    from slimbert.models.weights import MPNET_PACKAGES
 
     try:
         for package in MPNET_PACKAGES:

@@ -63,8 +63,8 @@ def test_option_is_validated() -> None:
 
 def test_fit_trains_on_fresh_noise_each_epoch(tiny_model: Path, tmp_path: Path) -> None:
     from slimbert.data.load import TextSet
+    from slimbert.models.load import TorchClassifier
     from slimbert.train.loop import FitSettings, fit
-    from slimbert.train.models import TorchClassifier
 
     texts = [
         f"wonderful delivery number {i}" if i % 2 else f"terrible service again {i}"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from slimbert.errors import ConfigError
+from slimbert.models.load import TorchClassifier
 from slimbert.train.finetune import TrainOptions
 from slimbert.train.loop import _optimizer, encoder_depth
-from slimbert.train.models import TorchClassifier
 
 
 def test_encoder_depth_orders_embeddings_layers_and_head() -> None:

@@ -122,7 +122,7 @@ def test_cli_refusals_exit_2(tiny_model: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from slimbert.cli import app
-    from slimbert.train.models import TorchClassifier
+    from slimbert.models.load import TorchClassifier
 
     data = write(tmp_path / "one.csv", [(f"text {i}", "good") for i in range(30)])
     result = CliRunner().invoke(app, ["train", "--train", str(data), "--out", str(tmp_path / "t")])

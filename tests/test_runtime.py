@@ -113,7 +113,7 @@ def test_predict_labels_and_probabilities(classifier: Bundle) -> None:
 
 
 def test_is_a_scorer(classifier: Bundle) -> None:
-    from slimbert.train.scoring import Scorer
+    from slimbert.models.scoring import Scorer
 
     assert isinstance(classifier, Scorer)
     logits = classifier.logits(["good", "bad"])

@@ -1,4 +1,4 @@
-"""slimbert.train.weights: aliases, and reassembling a split zip into the cache once, safely."""
+"""slimbert.models.weights: aliases, and reassembling a split zip into the cache once, safely."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from slimbert.errors import ModelError
 from slimbert.io import read_json, sha256_file
-from slimbert.train import weights
-from slimbert.train.weights import Part, reassemble
+from slimbert.models import weights
+from slimbert.models.weights import Part, reassemble
 
 FILES = {
     "config.json": b'{"model_type": "mpnet"}',
@@ -171,7 +171,7 @@ def test_aliases_are_case_insensitive(alias: str) -> None:
 def test_mpnet_alias_uses_the_cache_and_reports_missing_parts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path))
     monkeypatch.setattr(weights, "MPNET_PACKAGES", ("slimbert-no-such-part-001",))

@@ -261,7 +261,7 @@ def export_model(
 
 # -- step 1: the torch model ---------------------------------------------------------------
 def _load_source(options: ExportOptions) -> _Source:
-    from slimbert.train.models import META_FILE, resolve_model
+    from slimbert.models.load import META_FILE, resolve_model
 
     path = Path(options.model)
     if not path.is_dir():
@@ -289,8 +289,7 @@ def _load_source(options: ExportOptions) -> _Source:
 
 
 def _load_classifier(path: Path, options: ExportOptions) -> _Source:
-    from slimbert.train.loop import predict_logits
-    from slimbert.train.models import TorchClassifier
+    from slimbert.models.load import TorchClassifier, predict_logits
 
     clf = TorchClassifier.load(path)
     if clf.meta.head != "linear":
@@ -745,8 +744,8 @@ def _behaviour(
     source: _Source, graphs: list[Path], tokenizer: Any, pad_id: int
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The behavioural suite's results for the fp32 and the int8 graph (3-class sentiment)."""
-    from slimbert.train import behaviour
-    from slimbert.train.scoring import softmax
+    from slimbert.models import behaviour
+    from slimbert.models.scoring import softmax
 
     if source.labels is None or not behaviour.applies_to(source.labels):
         return None

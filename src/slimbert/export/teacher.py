@@ -27,7 +27,7 @@ from slimbert.data.shards import folder_fingerprint
 from slimbert.io import read_json, write_json
 
 if TYPE_CHECKING:
-    from slimbert.train.scoring import Scorer
+    from slimbert.models.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def agreement_with_torch(
     """Label an evenly spaced sample of ``rows`` of ``texts`` with the torch ``teacher`` and
     with ``bundle`` (loaded from ``bundle_path``): the share of equal labels and the largest
     logit difference."""
-    from slimbert.train.models import load_scorer
+    from slimbert.models.load import load_scorer
 
     n = min(rows, len(texts))
     variant = _variant(bundle_path)

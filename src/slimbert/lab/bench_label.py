@@ -112,7 +112,7 @@ def _cores(n: int) -> Iterator[None]:
 
 def _scorer(variant: str, path: Path, threads: int, max_length: int | None) -> Any:
     if variant == "torch":
-        from slimbert.train.models import TorchClassifier
+        from slimbert.models.load import TorchClassifier
 
         clf = TorchClassifier.load(path)
         if max_length is not None:

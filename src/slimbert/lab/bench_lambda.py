@@ -872,7 +872,7 @@ def _teacher_predictor(folder: Path, threads: int) -> tuple[Predict, str]:
     encode: Callable[[list[str]], dict[str, Any]]
     forward: Callable[[dict[str, Any]], Any]
     if (folder / "slimbert.json").is_file():  # a slimbert teacher: its own head and max_length
-        from slimbert.train.models import TorchClassifier
+        from slimbert.models.load import TorchClassifier
 
         clf = TorchClassifier.load(folder)
         labels = [str(name) for name in clf.label_names]

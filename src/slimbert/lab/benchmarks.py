@@ -88,9 +88,9 @@ def save_results(root: Path, name: str, report: dict[str, Any], markdown: str) -
 def run_sampler_bench(options: SamplerBenchOptions, reporter: Any = None) -> dict[str, Any]:
     import torch
 
+    from slimbert.models.load import TorchClassifier
     from slimbert.train.finetune import TrainOptions, load_split
     from slimbert.train.loop import FitSettings, fit
-    from slimbert.train.models import TorchClassifier
 
     base = TrainOptions(limit=options.limit, max_length=options.max_length)
     train = load_split(options.train, base)

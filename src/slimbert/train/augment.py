@@ -246,7 +246,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
 def _new_cross_encoder(model: str, max_length: int) -> Any:
     from sentence_transformers import CrossEncoder
 
-    from slimbert.train.models import resolve_model
+    from slimbert.models.load import resolve_model
 
     path = resolve_model(model)
     # A fresh one-output head on the encoder; never trust_remote_code.

@@ -45,9 +45,9 @@ class DistillOptions(_Common):
 
 def distill(options: DistillOptions, reporter: Any = None) -> dict[str, Any]:
     from slimbert.data.load import TextSet
+    from slimbert.models.load import TorchClassifier
     from slimbert.train.label import read_silver
     from slimbert.train.loop import FitSettings, evaluate, fit
-    from slimbert.train.models import TorchClassifier
 
     silver, logits = read_silver(options.silver)
     if options.limit is not None and len(silver) > options.limit:

@@ -6,7 +6,7 @@ The models' kind is detected from their folders, and one run compares models of 
   the lexicon baseline): macro-F1, per-class precision/recall/F1, accuracy and confusion
   matrix on a labelled set (``data``) and on each further set (``sets``: other domains, scored
   one by one); for 3-class sentiment also the pass rate of the behavioural suite by capability
-  (:mod:`slimbert.train.behaviour`), and VADER as a baseline row (``baseline``);
+  (:mod:`slimbert.models.behaviour`), and VADER as a baseline row (``baseline``);
 * sentence embedders (a sentence-transformers folder, or an embedding bundle): Spearman ×100
   of the cosine similarity of each pair against its gold score, on each pair set given
   (default: the STS benchmark test set and the MRPC target-domain test set).
@@ -119,8 +119,8 @@ def _time_calls(logits: Any, texts: list[str], samples: int) -> dict[str, float]
 
 def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
     """A scorer for a torch classifier folder, an ONNX bundle or ``vader``, and table facts."""
-    from slimbert.train import baselines
-    from slimbert.train.models import META_FILE
+    from slimbert.models import baselines
+    from slimbert.models.load import META_FILE
 
     if baselines.is_baseline(str(path)):
         return baselines.VaderScorer(), baselines.facts()
@@ -140,7 +140,7 @@ def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
             "size_mb": files[model_file]["bytes"] / 1e6,
         }
     if (path / META_FILE).is_file():
-        from slimbert.train.models import TorchClassifier, weights_mb
+        from slimbert.models.load import TorchClassifier, weights_mb
 
         clf = TorchClassifier.load(path)
         return clf, {
@@ -216,7 +216,7 @@ def _with_recorded_data(options: EvalOptions) -> EvalOptions:
     import logging
 
     from slimbert.data.owndata import no_data_error, recorded_data
-    from slimbert.train import baselines
+    from slimbert.models import baselines
 
     if options.data is not None:
         return options
@@ -244,8 +244,8 @@ def _with_recorded_data(options: EvalOptions) -> EvalOptions:
 
 def _evaluate_classifiers(options: EvalOptions) -> dict[str, Any]:
     from slimbert.metrics import classification_report
-    from slimbert.train import baselines, behaviour
-    from slimbert.train.scoring import softmax
+    from slimbert.models import baselines, behaviour
+    from slimbert.models.scoring import softmax
 
     options = _with_recorded_data(options)
     assert options.data is not None
@@ -377,8 +377,8 @@ def _ms(latency: dict[str, float], key: str) -> str:
 # -- sentence embedders ------------------------------------------------------------------------
 def _model_path(model: str) -> Path:
     """A model folder as given, or the folder a model alias names (all-MiniLM-L6-v2, mpnet)."""
-    from slimbert.train.baselines import is_baseline
-    from slimbert.train.models import resolve_model
+    from slimbert.models.baselines import is_baseline
+    from slimbert.models.load import resolve_model
 
     if Path(model).exists() or is_baseline(model):
         return Path(model)
@@ -387,8 +387,8 @@ def _model_path(model: str) -> Path:
 
 def _model_kind(path: Path) -> str:
     """``classifier`` or ``embedder``, from the files a model folder holds (nothing is loaded)."""
-    from slimbert.train.baselines import is_baseline
-    from slimbert.train.models import META_FILE
+    from slimbert.models.baselines import is_baseline
+    from slimbert.models.load import META_FILE
 
     if is_baseline(str(path)):
         return "classifier"
@@ -492,7 +492,7 @@ class _TorchEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def facts(self, path: Path) -> dict[str, Any]:
-        from slimbert.train.models import weights_mb
+        from slimbert.models.load import weights_mb
 
         config = getattr(getattr(self.module[0], "auto_model", None), "config", None)
         layers = getattr(config, "num_hidden_layers", None)

@@ -130,8 +130,8 @@ def masked(data: Any, opts: _Common) -> Any:
 
 def train_classifier(options: TrainOptions, reporter: Any = None) -> dict[str, Any]:
     """Fine-tune ``options.model`` on ``options.train``; returns the report it also saves."""
+    from slimbert.models.load import TorchClassifier
     from slimbert.train.loop import FitSettings, evaluate, fit
-    from slimbert.train.models import TorchClassifier
 
     plan = owndata.training_plan(options.train, options.validation)
     gold = load_split(options.train, options)

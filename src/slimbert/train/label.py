@@ -37,7 +37,7 @@ from slimbert.data.load import TextSet, load_texts
 from slimbert.data.shards import ShardFolder, digest_strings, folder_fingerprint, shard_name
 from slimbert.errors import DataError, ModelError, SlimbertError
 from slimbert.io import atomic_path
-from slimbert.train.scoring import Scorer, softmax
+from slimbert.models.scoring import Scorer, softmax
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def _load_pool(options: LabelOptions) -> _Pool:
 
 def _load_teacher(options: LabelOptions) -> Scorer:
     # Imported here: it pulls in torch, which nothing else in this module needs.
-    from slimbert.train.models import load_scorer
+    from slimbert.models.load import load_scorer
 
     if not options.teacher.exists():
         raise ModelError(
@@ -493,7 +493,7 @@ def _ray_shards(
 
 def _load_scorer(teacher: str, backend: str, max_length: int | None) -> Scorer:
     """Runs on each Ray actor: the teacher, loaded there (torch only where it is needed)."""
-    from slimbert.train.models import load_scorer
+    from slimbert.models.load import load_scorer
 
     scorer: Scorer = load_scorer(Path(teacher), backend, max_length=max_length)
     return scorer

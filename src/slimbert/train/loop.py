@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,8 +24,8 @@ import torch
 
 from slimbert.data.load import TextSet
 from slimbert.metrics import classification_report
+from slimbert.models.load import TorchClassifier, predict_logits
 from slimbert.train.losses import LossMode, distill_loss
-from slimbert.train.models import TorchClassifier
 from slimbert.train.noise import typo_noise
 from slimbert.train.sampler import BalancedBucketSampler, padding_waste
 
@@ -90,21 +90,6 @@ class FitResult:
         data = asdict(self)
         data["out"] = str(self.out)
         return data
-
-
-def predict_logits(clf: TorchClassifier, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """Logits in input order, computed in length-sorted batches (little padding)."""
-    if not texts:
-        return np.zeros((0, len(clf.label_names)), dtype=np.float32)
-    features = clf.encode(texts)
-    order = np.argsort([len(ids) for ids in features["input_ids"]], kind="stable")
-    out = np.zeros((len(texts), len(clf.label_names)), dtype=np.float32)
-    clf.module.eval()
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size].tolist()
-            out[idx] = clf.forward(clf.collate(features, idx)).float().numpy()
-    return out
 
 
 def evaluate(clf: TorchClassifier, data: TextSet, batch_size: int = 256) -> dict[str, Any]:

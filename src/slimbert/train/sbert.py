@@ -174,7 +174,7 @@ def build_embedder(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
-    from slimbert.train.models import keep_layers, resolve_model
+    from slimbert.models.load import keep_layers, resolve_model
 
     torch.manual_seed(seed)
     transformer: Any

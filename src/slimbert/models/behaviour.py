@@ -14,7 +14,7 @@ Each :class:`Case` tests one capability with one of three kinds of test:
   in a confident prediction is not counted as a failure).
 
 The packaged suite (:data:`SUITE_FILE`, one JSON case a line) is generated from the templates
-in :mod:`slimbert.train.behaviour_templates` and committed; a test keeps the two in step.
+in :mod:`slimbert.models.behaviour_templates` and committed; a test keeps the two in step.
 :func:`run_suite` needs nothing but a function from texts to class probabilities, so a torch
 model, an ONNX bundle or a test's fake model are checked alike.
 """
@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from slimbert.errors import ConfigError, DataError, ModelError
-from slimbert.train.scoring import softmax
+from slimbert.models.scoring import softmax
 
 __all__ = [
     "KINDS",
@@ -309,7 +309,7 @@ def _score(
         if not np.all(np.isfinite(result)) or not np.allclose(result.sum(axis=1), 1.0, atol=1e-3):
             raise ModelError(
                 "probabilities must be finite and each row must sum to 1",
-                hint="apply slimbert.train.behaviour.softmax to logits",
+                hint="apply slimbert.models.behaviour.softmax to logits",
             )
         out.update(zip(batch, result, strict=True))
     return out

@@ -1,9 +1,9 @@
 """The templates of the packaged behaviour suite, and the seeded generator that expands them.
 
-Run ``python -m slimbert.train.behaviour_templates`` after editing a template to rewrite
+Run ``python -m slimbert.models.behaviour_templates`` after editing a template to rewrite
 ``slimbert/checks/sentiment3.jsonl``; a test fails while the committed file and the generator
-disagree (bump ``slimbert.train.behaviour.SUITE_VERSION`` when an edit changes what the suite tests,
-so that results name the suite they ran). Every capability × domain pair draws from its own
+disagree (bump ``slimbert.models.behaviour.SUITE_VERSION`` when an edit changes what the
+suite tests, so that results name the suite they ran). Every capability × domain pair draws from its own
 ``random.Random`` (seeded with a string, which Python hashes with sha512: the same on every
 machine and run), so editing one capability's templates leaves the others' cases unchanged.
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from slimbert.train.behaviour import SUITE_FILE, Case, Direction
+from slimbert.models.behaviour import SUITE_FILE, Case, Direction
 
 SEED = "slimbert-sentiment3"
 # P(label) may move the forbidden way by this much before a dir case fails: model noise of a

@@ -1,6 +1,6 @@
 """What a classifier offers to the stages that only need its outputs (labelling, evaluation).
 
-Both the torch classifier (``slimbert.train.models.TorchClassifier``) and an exported ONNX bundle
+Both the torch classifier (``slimbert.models.load.TorchClassifier``) and an exported ONNX bundle
 implement :class:`Scorer`, so ``label`` and ``eval`` work the same on either.
 """
 
