@@ -19,18 +19,11 @@ from runtime_fixtures import CUES, FILLER
 from slimbert.deploy.local import find_python312, host_arch, rie_binary
 from slimbert.errors import ConfigError, SlimbertError
 from slimbert.lab import cgroups
-from slimbert.lab.bench_lambda import (
-    BenchLambdaOptions,
-    LocalTeacher,
-    _Failed,
-    _platform_fields,
-    _Run,
-    _throttling,
-    emulator_durations,
-    quantiles,
-    run_lambda_bench,
-)
+from slimbert.lab.bench_lambda import BenchLambdaOptions, _platform_fields, run_lambda_bench
 from slimbert.lab.cost import CostOptions, read_results, run_cost
+from slimbert.lab.lambda_harness import Harness, cfs_throttling
+from slimbert.lab.lambda_instances import InstanceFailed, LocalTeacher, emulator_durations
+from slimbert.metrics import quantiles
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,
     lambda_package,
@@ -153,13 +146,13 @@ def test_options_validate_and_quick_profile() -> None:
 def test_throttling_from_two_cpu_stat_reads() -> None:
     before = {"nr_periods": 100, "nr_throttled": 10, "throttled_time": 5_000_000}
     after = {"nr_periods": 300, "nr_throttled": 60, "throttled_time": 105_000_000}
-    assert _throttling(before, after) == {
+    assert cfs_throttling(before, after) == {
         "periods": 200,
         "throttled_periods": 50,
         "throttled_fraction": 0.25,
         "throttled_ms": 100.0,
     }
-    assert _throttling({}, {}) is None  # no cgroup: nothing to read
+    assert cfs_throttling({}, {}) is None  # no cgroup: nothing to read
     with pytest.raises(ConfigError, match="cfs_period_ms"):
         BenchLambdaOptions(cfs_period_ms=0.1)
 
@@ -178,14 +171,14 @@ def test_quantiles_and_emulator_report_lines() -> None:
 
 
 def test_a_killed_runtime_is_an_oom_result(tmp_path: Path) -> None:
-    run = _Run(BenchLambdaOptions(quick=True), ["x"], tmp_path, use_cgroups=False)
-    limits = cgroups.Limits("t", 512, 0.3, use_cgroups=False)
+    run = Harness(BenchLambdaOptions(quick=True), ["x"], tmp_path, use_cgroups=False)
+    limits = cgroups.CgroupLimits("t", 512, 0.3, use_cgroups=False)
     block: dict[str, Any] = {"oom": False}
     tail = "(rapid) Invoke failed error=Runtime exited with error: signal: killed"
-    run.failure(block, _Failed("the function answered 502", tail), [limits])
+    run.failure(block, InstanceFailed("the function answered 502", tail), [limits])
     assert block["oom"] is True and block["error"] == "the function answered 502"
     other: dict[str, Any] = {"oom": False}
-    run.failure(other, _Failed("answered 500", "Traceback ..."), [limits])
+    run.failure(other, InstanceFailed("answered 500", "Traceback ..."), [limits])
     assert other["oom"] is False and other["log_tail"] == ["Traceback ..."]
 
 

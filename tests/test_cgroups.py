@@ -209,12 +209,12 @@ def test_real_cpu_quota_throttles() -> None:
 
 
 def test_limits_choose_cgroup_or_pinning(fake_tree: Path) -> None:
-    with cgroups.Limits("lim", 512, 0.29, use_cgroups=True) as limits:
+    with cgroups.CgroupLimits("lim", 512, 0.29, use_cgroups=True) as limits:
         assert limits.mode == "cgroup-v1" and limits.pinned_cpus is None
         assert limits.cgroup is not None and limits.cgroup.paths["cpu"].is_dir()
         assert limits.prefix[:2] == ["/bin/sh", "-c"]
         assert limits.peak_memory_mb() is None and limits.oom_kills() == 0
     assert not limits.cgroup.paths["cpu"].exists()
-    with cgroups.Limits("pin", 512, 0.29, use_cgroups=False, index=1) as pinned:
+    with cgroups.CgroupLimits("pin", 512, 0.29, use_cgroups=False, index=1) as pinned:
         assert pinned.mode == "affinity" and pinned.pinned_cpus == 1 and pinned.cgroup is None
         assert pinned.peak_memory_mb() is None and pinned.oom_kills() == 0

@@ -340,7 +340,7 @@ class Cgroup:
         self.remove()
 
 
-class Limits:
+class CgroupLimits:
     """What one process tree may use: a :class:`Cgroup`, or pinned CPUs without cgroups.
 
     ``prefix`` goes before the command that starts the process (:func:`join_command` or

@@ -1,0 +1,92 @@
+"""``lambda.md``: the report of ``slimbert bench lambda`` as Markdown tables.
+
+Per function and memory size (handler, client, cold start, INIT, peak memory, throttling),
+per concurrency level, and the teacher-over-student ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, spec: str = ".1f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def lambda_markdown(r: dict[str, Any]) -> str:
+    """The report as Markdown: per function and size, concurrency, ratios, notes."""
+    p = r["profile"]
+    lines = [
+        "# Serverless function benchmark (local emulation)",
+        "",
+        f"{r['platform']} CPU mapping `{r['cpu_mapping']['platform']}` "
+        f"({r['cpu_mapping']['rule']}); limits: {r['limits']['mode']}; "
+        f"{r['cpu_mapping']['host_cpus']} host CPUs. {p['requests']:,} requests after "
+        f"{p['warmup']} warm-up, {p['cold_starts']} cold starts, data `{p['data']}`.",
+        "",
+        "| function | MB | vCPU | fn p50 | fn p95 | fn p99 | client p50 | client p99 "
+        "| cold p50 | cold p90 | INIT p50 | peak MB | throttled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, fn in r["functions"].items():
+        for mb, b in fn["memory"].items():
+            cpu = f"{b['cpu_quota_vcpus']:.2f}" + ("*" if b["cpu_quota_capped"] else "")
+            if "durations_ms" not in b:
+                what = "OOM" if b["oom"] else f"error: {b.get('error', '')[:60]}"
+                lines.append(f"| {name} | {mb} | {cpu} | {what} |" + " |" * 9)
+                continue
+            c, cold = b["client_ms"], b["cold_start_ms"]
+            fraction = (b.get("throttling") or {}).get("throttled_fraction")
+            throttled = "–" if fraction is None else f"{fraction:.0%}"
+            lines.append(
+                f"| {name} | {mb} | {cpu} | {b['p50_ms']:.2f} | {b['p95_ms']:.2f} "
+                f"| {b['p99_ms']:.2f} | {c['p50']:.2f} | {c['p99']:.2f} | {cold['p50']:.0f} "
+                f"| {cold['p90']:.0f} | {b['init_ms']['p50']:.0f} | {_f(b['peak_memory_mb'])} "
+                f"| {throttled} |"
+            )
+    lines += [
+        "",
+        "ms throughout; fn: the handler's own timing; client: round trip through the emulator "
+        "or server; * quota capped at the host's CPUs; throttled: share of the CFS periods "
+        f"({_f(r['limits'].get('cfs_period_us'), ',')} us) of the measured requests whose "
+        "quota ran out.",
+        "",
+        "## Concurrency",
+        "",
+        "| function | K | MB | req/s | p50 ms | p95 ms | p99 ms | vCPU total |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, fn in r["functions"].items():
+        for k, c in fn["concurrency"]["instances"].items():
+            if "latency_ms" not in c:
+                what = "OOM" if c.get("oom") else f"error: {c.get('error', '')[:60]}"
+                lines.append(f"| {name} | {k} | {c['memory_mb']} | {what} |" + " |" * 4)
+                continue
+            q = c["latency_ms"]
+            over = " (over host)" if c["oversubscribed"] else ""
+            lines.append(
+                f"| {name} | {k} | {c['memory_mb']} | {c['throughput_rps']:.1f} | {q['p50']:.2f} "
+                f"| {q['p95']:.2f} | {q['p99']:.2f} | {c['total_vcpus']:.2f}{over} |"
+            )
+    for name, ratios in r["ratios"].items():
+        lines += [
+            "",
+            f"## Teacher over {name}",
+            "",
+            "| MB | fn p50 | fn p99 | client p50 | cold start p50 | peak memory |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for mb, row in ratios["memory"].items():
+            if row["teacher_oom"] or row["student_oom"]:
+                who = "teacher" if row["teacher_oom"] else "student"
+                lines.append(f"| {mb} | {who} OOM | | | | |")
+                continue
+            keys = ("p50_ms", "p99_ms", "client_p50", "cold_start_p50", "peak_memory")
+            cells = [_f(row.get(f"{k}_teacher_over_student"), ".1f") + "×" for k in keys]
+            lines.append(f"| {mb} | " + " | ".join(cells) + " |")
+        throughput = ratios["throughput_student_over_teacher"].items()
+        tp = ", ".join(f"K={k}: {_f(v, '.1f')}×" for k, v in throughput)
+        lines.append(f"\nThroughput, student over teacher: {tp}.")
+    if r["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in r["notes"]]
+    return "\n".join(lines) + "\n"
