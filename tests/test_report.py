@@ -441,13 +441,15 @@ def test_a_failed_size_makes_a_run_incomplete_but_an_oom_does_not() -> None:
 
 
 def test_plots_say_whose_timings_and_which_prices(full: dict[str, Any]) -> None:
-    from slimbert.lab.report import PlatformCost, _timings_label, quality_points
+    from slimbert.lab.cost import PlatformCost
+    from slimbert.lab.plots import timings_label
+    from slimbert.lab.results import quality_points
     from slimbert.prices import load_prices
 
     own = PlatformCost("aws-lambda-x86_64", "aws-lambda-x86_64", {}, {}, {}, 512, None)
     other = dataclasses.replace(own, platform="gcp-functions-gen2")
-    assert _timings_label(own) == "aws-lambda-x86_64 (its own timings)"
-    assert _timings_label(other) == "gcp-functions-gen2 (reuses aws-lambda-x86_64 timings)"
+    assert timings_label(own) == "aws-lambda-x86_64 (its own timings)"
+    assert timings_label(other) == "gcp-functions-gen2 (reuses aws-lambda-x86_64 timings)"
     assert load_prices().vm().as_of  # the VM line's label carries its date
     label, points, left_out = quality_points(_eval())
     assert label == "macro-F1" and [p[0] for p in points] == [
