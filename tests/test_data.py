@@ -119,7 +119,7 @@ def test_missing_label_cell_loads_unlabelled_unless_labels_are_required(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "d.csv", "text,label\na,pos\nb,\nc,neg\n")
-    with caplog.at_level(logging.WARNING, logger="slimbert.data.load"):
+    with caplog.at_level(logging.WARNING, logger="slimbert.data.texts"):
         assert load_texts(path).labels is None
     assert "line 3" in caplog.text
     with pytest.raises(DataError) as exc:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from slimbert.data.load import TextSet
+from slimbert.data.texts import TextSet
 from slimbert.errors import ConfigError, DataError
 
 LABEL_NAMES = ("negative", "neutral", "positive")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from slimbert.cache import cache_root
-from slimbert.data.load import TextSet, load_texts, write_texts
+from slimbert.data.texts import TextSet, read_texts, write_texts
 from slimbert.errors import ConfigError, DataError, MissingDependencyError
 from slimbert.io import atomic_open, read_json, sha256_file, write_json
 
@@ -104,7 +104,7 @@ def prepare_builtin(name: str, cache_dir: Path | None = None, *, seed: int = 13)
         return folder
 
     rows, cleaning = _clean(
-        load_texts(
+        read_texts(
             source,
             encoding="latin-1",
             label_column="sentiment",
@@ -173,7 +173,7 @@ def load_builtin(name: str, split: str, *, cache_dir: Path | None = None) -> Tex
         )
     folder = prepare_builtin(name, cache_dir)
     labelled = split != "pool"
-    data = load_texts(
+    data = read_texts(
         folder / f"{split}.csv",
         id_column="id",
         label_column="label" if labelled else None,
@@ -186,7 +186,7 @@ def load_builtin(name: str, split: str, *, cache_dir: Path | None = None) -> Tex
 def load_pool_labels(name: str, *, cache_dir: Path | None = None) -> dict[str, str]:
     """The withheld gold labels of the pool, id → label name: for judging silver labels only."""
     folder = prepare_builtin(name, cache_dir)
-    data = load_texts(
+    data = read_texts(
         folder / "pool_labels.csv",
         text_column="label",
         id_column="id",
