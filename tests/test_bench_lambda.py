@@ -21,8 +21,16 @@ from slimbert.errors import ConfigError, SlimbertError
 from slimbert.lab import cgroups
 from slimbert.lab.bench_lambda import BenchLambdaOptions, _platform_fields, run_lambda_bench
 from slimbert.lab.cost import CostOptions, read_results, run_cost
+from slimbert.lab.lambda_batches import BATCH_WARMUP, measure_batches
 from slimbert.lab.lambda_harness import Harness, cfs_throttling
-from slimbert.lab.lambda_instances import InstanceFailed, LocalTeacher, emulator_durations
+from slimbert.lab.lambda_instances import (
+    InstanceFailed,
+    LocalTeacher,
+    Target,
+    emulator_durations,
+    emulator_reports,
+)
+from slimbert.lab.lambda_markdown import batched_section
 from slimbert.metrics import quantiles
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,
@@ -87,6 +95,16 @@ def test_quick_smoke_run(runnable_package: Path, texts_csv: Path, tmp_path: Path
     assert cold["n"] == 2 and 0 < cold["p50"] <= cold["p90"]
     assert 0 <= block["init_ms"]["p50"] < cold["p90"]
     assert block["cpu_requested_vcpus"] == pytest.approx(1024 / 1769, abs=1e-3)
+    # Batched requests: every batch size, 10 requests each in the smoke profile, billed as the
+    # emulator's REPORT lines say.
+    batched = block["batched"]
+    assert list(batched) == ["1", "8", "32", "64"]
+    for k, entry in batched.items():
+        assert entry["texts_per_request"] == int(k) and entry["requests"] == 10
+        assert entry["errors"] == 0 and entry["duration_source"] == "emulator-report"
+        assert _ordered(entry["client_ms"]) and _ordered(entry["duration_ms"])
+        assert entry["billed_ms_mean"] >= entry["duration_ms"]["mean"]
+    assert "## Batched requests: student-lambda" in (out / "lambda.md").read_text()
 
     concurrency = doc["functions"]["student-lambda"]["concurrency"]["instances"]
     assert set(concurrency) == {"1", "2"}
@@ -223,3 +241,122 @@ def test_quick_run_with_gcp_and_teacher(
         assert row["cold_start_p50_teacher_over_student"] > 0
         assert set(doc["ratios"][name]["throughput_student_over_teacher"]) == {"1", "2"}
     read_results(Path(doc["out"]) / "lambda.json")
+
+
+# -- batched requests, against a fake function that logs REPORT lines as the emulator does ------
+
+
+class FakeLambda:
+    """A running Lambda instance without the emulator: answers and REPORT lines on demand."""
+
+    cold_start_s: float | None = 0.1
+    log_path: Path | None = None
+    pid: int | None = None
+
+    def __init__(self, *, drop_at: int | None = None, die_at: int | None = None) -> None:
+        self.sent: list[list[str]] = []
+        self.log = ["REPORT RequestId: warm\tDuration: 400.00 ms\tBilled Duration: 400 ms"]
+        self.drop_at, self.die_at = drop_at, die_at
+
+    def start(self) -> float:
+        return 0.0
+
+    def stop(self) -> None:
+        pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "Runtime exited with error: signal: killed" if self.die_at else ""
+
+    def invoke(self, payload: Any) -> tuple[Any, float]:
+        texts = (json.loads(payload["body"]) if "body" in payload else payload)["texts"]
+        n = len(self.sent)
+        self.sent.append(texts)
+        if n == self.die_at:
+            raise SlimbertError("invoke failed (connection reset)")
+        # Duration grows with the request number: each request's REPORT line is identifiable.
+        self.log.append(f"REPORT RequestId: r{n}\tDuration: {n}.25 ms\tBilled Duration: {n + 1} ms")
+        answers = [{"label": "x"}] * (len(texts) - (n == self.drop_at))
+        body = {"predictions": answers, "timing_ms": {"total": 0.5}}
+        return {"statusCode": 200, "body": json.dumps(body)}, 2.0 + n
+
+
+BATCH_KEYS = {"texts_per_request", "requests", "errors", "client_ms", "duration_ms",
+              "billed_ms_mean", "duration_source", "handler_ms", "peak_memory_mb"}  # fmt: skip
+
+
+def test_batches_carry_k_texts_and_bill_from_the_report_lines() -> None:
+    fn = FakeLambda()
+    target = Target("student-lambda", "lambda", Path("fake.zip"))
+    batches = measure_batches(
+        fn, target, (8, 1), 4, lambda i: f"text {i}", first_position=1, deadline=float("inf")
+    )
+    batched = batches.finish("\n".join(fn.log))
+    assert list(batched) == ["1", "8"]  # smallest first
+    assert [len(t) for t in fn.sent] == [1] * (BATCH_WARMUP + 4) + [8] * (BATCH_WARMUP + 4)
+    assert len({t for texts in fn.sent for t in texts}) == 7 + 7 * 8  # no text sent twice
+    for k, entry in batched.items():
+        assert set(entry) == BATCH_KEYS
+        assert entry["texts_per_request"] == int(k) and entry["requests"] == 4
+        assert entry["errors"] == 0 and entry["duration_source"] == "emulator-report"
+        assert entry["client_ms"]["n"] == entry["duration_ms"]["n"] == 4
+    # Request n (0-based, warm-ups included) logged Duration n.25 and billed n + 1: the
+    # measured ones of batch size 1 are n = 3..6, of batch size 8 n = 10..13.
+    assert batched["1"]["duration_ms"]["p50"] == pytest.approx(4.75)
+    assert batched["1"]["billed_ms_mean"] == pytest.approx(5.5)
+    assert batched["8"]["duration_ms"]["max"] == pytest.approx(13.25)
+    assert batched["8"]["billed_ms_mean"] == pytest.approx(12.5)
+    assert json.loads(json.dumps(batched)) == batched  # JSON as it is
+
+
+def test_a_batch_answered_short_is_an_error_and_a_dead_instance_ends_the_batches() -> None:
+    target = Target("student-lambda", "lambda", Path("fake.zip"))
+    short = FakeLambda(drop_at=BATCH_WARMUP + 1)  # the 2nd measured request of batch size 1
+    batched = measure_batches(
+        short, target, (1, 8), 4, str, first_position=1, deadline=float("inf")
+    ).finish("\n".join(short.log))
+    assert batched["1"]["errors"] == 1 and batched["1"]["requests"] == 3
+    assert "1 texts sent, 0 predictions" in batched["1"]["error"]
+    # It still answered, so its REPORT line is skipped and the others stay aligned.
+    assert batched["8"]["duration_ms"]["p50"] == pytest.approx(11.75)  # n = 10..13
+
+    dead = FakeLambda(die_at=BATCH_WARMUP + 4 + 2)  # the 3rd request of batch size 8
+    batched = measure_batches(
+        dead, target, (1, 8, 32), 4, str, first_position=1, deadline=float("inf"),
+        oom=lambda tail: "signal: killed" in tail,
+    ).finish("\n".join(dead.log))  # fmt: skip
+    assert batched["1"]["requests"] == 4 and batched["1"]["billed_ms_mean"] is not None
+    assert batched["8"]["oom"] is True and batched["8"]["requests"] == 0
+    assert "client_ms" not in batched["8"] and batched["8"]["errors"] == 1
+    assert batched["32"]["skipped"] == "the instance died at 8 texts per request"
+    assert (
+        "| 8 | 0 | 1 | OOM: "
+        in batched_section(
+            {"functions": {"student-lambda": {"memory": {"1024": {"batched": batched}}}}}
+        )[5 + 1]
+    )
+
+
+def test_without_report_lines_the_handler_timing_stands_in() -> None:
+    fn = FakeLambda()
+    gcp = Target("student-gcp", "gcp", Path("folder"))
+    batched = measure_batches(
+        fn, gcp, (8,), 3, str, first_position=1, deadline=float("inf")
+    ).finish(None)
+    assert batched["8"]["duration_source"] == "handler" and batched["8"]["billed_ms_mean"] is None
+    assert batched["8"]["duration_ms"] == batched["8"]["handler_ms"]
+
+
+def test_report_lines_give_duration_and_billed_duration() -> None:
+    log = (
+        "REPORT RequestId: e9\tInit Duration: 0.03 ms\tDuration: 412.45 ms\tBilled Duration: "
+        "413 ms\tMemory Size: 1024 MB\tMax Memory Used: 1024 MB\t\n"
+        "REPORT RequestId: cf\tDuration: 4.60 ms\tBilled Duration: 5 ms\tMemory Size: 1024 MB\n"
+        "REPORT RequestId: old\tDuration: 2.01 ms\n"  # no Billed Duration: rounded up to 1 ms
+    )
+    assert emulator_reports(log) == [(412.45, 413.0), (4.6, 5.0), (2.01, 3.0)]
+    assert emulator_durations(log) == [412.45, 4.6, 2.01]
+    with pytest.raises(ConfigError, match="batch size 65"):
+        BenchLambdaOptions(batch_sizes=(1, 65))
+    options = BenchLambdaOptions.from_dict({"batch_sizes": "1,32"})
+    assert options.batch_sizes == (1, 32)
+    assert BenchLambdaOptions(quick=True).profile().batch_requests == 10

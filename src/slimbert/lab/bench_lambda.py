@@ -157,6 +157,12 @@ def _notes(opts: BenchLambdaOptions, limits: dict[str, Any], load: list[float]) 
             f"the host was busy (1-minute load up to {max(load):.1f} on {host} CPUs): other work "
             "shares the CPUs, so tails are wider than on an idle machine"
         )
+    if opts.batch_sizes:
+        notes.append(
+            "batched: requests of k texts in the warm instance after the single-text requests, "
+            "one at a time; Duration and Billed Duration from the emulator's REPORT lines; the "
+            "teacher is not batched"
+        )
     if limits["cgroups"]:
         notes.append(
             f"CPU share enforced per {opts.cfs_period_ms:g} ms CFS period (quota = share x "

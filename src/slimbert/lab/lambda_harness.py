@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from slimbert.lab import cgroups
+from slimbert.lab.lambda_batches import measure_batches
 from slimbert.lab.lambda_instances import (
     Instance,
     InstanceFailed,
@@ -186,6 +187,19 @@ class Harness:
             rss = peak_rss_mb(fn.pid) if fn.pid else None
             peak = limits.peak_memory_mb()
             throttling = cfs_throttling(before, limits.cpu_stat())
+            batches = None
+            if opts.batch_sizes and target.kind != "teacher":
+                batches = measure_batches(
+                    fn,
+                    target,
+                    opts.batch_sizes,
+                    opts.batch_requests,
+                    self.text,
+                    first_position=1 + warmed + len(function),
+                    deadline=deadline,
+                    peak_memory_mb=limits.peak_memory_mb,
+                    oom=lambda tail: limits.oom_kills() > 0 or "signal: killed" in tail,
+                )
         finally:
             fn.stop()
         block: dict[str, Any] = {
@@ -203,13 +217,18 @@ class Harness:
             block["throttling"] = throttling
         if stopped:
             block["stopped_early"] = stopped
-        if target.kind == "lambda" and fn.log_path is not None and fn.log_path.is_file():
+        log_text = None
+        if fn.log_path is not None and fn.log_path.is_file():
+            log_text = fn.log_path.read_text(errors="replace")
+        if target.kind == "lambda" and log_text is not None:
             # The emulator's REPORT Duration spans the runtime client's own work too, which
             # Lambda bills: a bound on the billed duration above the handler's own timing.
-            reported = emulator_durations(fn.log_path.read_text(errors="replace"))
+            reported = emulator_durations(log_text)
             measured = reported[1 + warmed : 1 + warmed + len(function)]
             if measured:
                 block["emulator_duration_ms"] = quantiles(measured)
+        if batches is not None:
+            block["batched"] = batches.finish(log_text if target.kind == "lambda" else None)
         self._clean(fn, target)
         return block
 

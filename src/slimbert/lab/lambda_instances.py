@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -31,8 +33,10 @@ from slimbert.deploy.local import (
 from slimbert.errors import SlimbertError
 
 TEACHER_TIMEOUT_S = 300.0  # the first answer includes importing torch at a fraction of a CPU
-_REPORT_DURATION = re.compile(
-    r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: ([\d.]+) ms", re.MULTILINE
+_REPORT = re.compile(
+    r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: ([\d.]+) ms"
+    r"(?:\s+Billed Duration: (\d+)(?: ms)?)?",
+    re.MULTILINE,
 )
 
 
@@ -141,18 +145,23 @@ class Target:
         fn.prefix = tuple(prefix)
         return fn
 
-    def payload(self, text: str) -> Any:
-        # Lambda gets what a function URL delivers; the others a plain JSON POST body.
-        return function_url_event({"text": text}) if self.kind == "lambda" else {"text": text}
+    def payload(self, text: str | Sequence[str]) -> Any:
+        """One text as ``{"text": ...}``, a batch as ``{"texts": [...]}``.
+
+        Lambda gets what a function URL delivers; the others a plain JSON POST body.
+        """
+        body = {"text": text} if isinstance(text, str) else {"texts": list(text)}
+        return function_url_event(body) if self.kind == "lambda" else body
 
 
 class InstanceFailed(Exception):
     """An instance that died or answered an error: a result for its size, not a crash."""
 
-    def __init__(self, message: str, log_tail: str) -> None:
+    def __init__(self, message: str, log_tail: str, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.log_tail = log_tail
+        self.status = status  # the HTTP status it answered; None: no answer (it died)
 
 
 def start_instance(fn: Instance) -> None:
@@ -162,21 +171,45 @@ def start_instance(fn: Instance) -> None:
         raise InstanceFailed(exc.message, fn.log_tail()) from exc
 
 
-def call_instance(fn: Instance, target: Target, text: str) -> tuple[float, float]:
-    """One request: (client ms, the function's own ``timing_ms.total``)."""
+def call_instance(fn: Instance, target: Target, text: str | Sequence[str]) -> tuple[float, float]:
+    """One request of one text or a batch: (client ms, the function's own ``timing_ms.total``).
+
+    A batch must come back with one prediction per text: an answer that drops texts would
+    make a larger batch look cheaper than it is.
+    """
     try:
         answer, ms = fn.invoke(target.payload(text))
     except SlimbertError as exc:
         raise InstanceFailed(exc.message, fn.log_tail()) from exc
     status = answer.get("statusCode") if isinstance(answer, dict) else None
     total = None
+    answers = None
     with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
-        total = float(json.loads(answer["body"])["timing_ms"]["total"])
+        body = json.loads(answer["body"])
+        # A classifier answers predictions; an embedding bundle, embeddings.
+        answers = len(body["predictions"] if "predictions" in body else body["embeddings"])
+        total = float(body["timing_ms"]["total"])
     if status != 200 or total is None:
-        raise InstanceFailed(f"the function answered {status}: {str(answer)[:300]}", fn.log_tail())
+        raise InstanceFailed(
+            f"the function answered {status}: {str(answer)[:300]}", fn.log_tail(), status
+        )
+    if not isinstance(text, str) and answers != len(text):
+        raise InstanceFailed(
+            f"{len(text)} texts sent, {answers} predictions answered", fn.log_tail(), status
+        )
     return ms, total
+
+
+def emulator_reports(log_text: str) -> list[tuple[float, float]]:
+    """(``Duration``, ``Billed Duration``) of each REPORT line the Lambda emulator logged, in
+    order (ms). Without a Billed Duration on the line, Duration rounded up to 1 ms: Lambda's
+    billing granularity."""
+    return [
+        (float(duration), float(billed) if billed else float(math.ceil(float(duration))))
+        for duration, billed in _REPORT.findall(log_text)
+    ]
 
 
 def emulator_durations(log_text: str) -> list[float]:
     """The ``Duration`` of each REPORT line the Lambda emulator logged, in order (ms)."""
-    return [float(m) for m in _REPORT_DURATION.findall(log_text)]
+    return [duration for duration, _ in emulator_reports(log_text)]

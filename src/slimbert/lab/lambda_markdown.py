@@ -1,7 +1,8 @@
 """``lambda.md``: the report of ``slimbert bench lambda`` as Markdown tables.
 
 Per function and memory size (handler, client, cold start, INIT, peak memory, throttling),
-per concurrency level, and the teacher-over-student ratios measured in the same run.
+batched requests by batch size and memory size, per concurrency level, and the
+teacher-over-student ratios measured in the same run.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def lambda_markdown(r: dict[str, Any]) -> str:
         "or server; * quota capped at the host's CPUs; throttled: share of the CFS periods "
         f"({_f(r['limits'].get('cfs_period_us'), ',')} us) of the measured requests whose "
         "quota ran out.",
+    ]
+    lines += batched_section(r)
+    lines += [
         "",
         "## Concurrency",
         "",
@@ -90,3 +94,52 @@ def lambda_markdown(r: dict[str, Any]) -> str:
     if r["notes"]:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in r["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def batched_section(r: dict[str, Any]) -> list[str]:
+    """One table per function: each memory size by each batch size (texts per request)."""
+    lines: list[str] = []
+    for name, fn in r["functions"].items():
+        rows = [(mb, b["batched"]) for mb, b in fn["memory"].items() if b.get("batched")]
+        if not rows:
+            continue
+        lines += [
+            "",
+            f"## Batched requests: {name}",
+            "",
+            "| MB | texts/request | requests | errors | client p50 | client p99 | Duration p50 "
+            "| Duration p99 | billed mean | billed per text | peak MB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        sources = set()
+        for mb, batched in rows:
+            for k, e in batched.items():
+                if "client_ms" not in e:
+                    why = (
+                        e.get("skipped")
+                        or ("OOM: " if e.get("oom") else "error: ") + str(e.get("error", ""))[:60]
+                    )
+                    lines.append(f"| {mb} | {k} | 0 | {e['errors']} | {why} |" + " |" * 6)
+                    continue
+                c, d, billed = e["client_ms"], e["duration_ms"], e["billed_ms_mean"]
+                sources.add(e["duration_source"])
+                per_text = None if billed is None else billed / e["texts_per_request"]
+                lines.append(
+                    f"| {mb} | {k} | {e['requests']} | {e['errors']} | {c['p50']:.2f} "
+                    f"| {c['p99']:.2f} | {d['p50']:.2f} | {d['p99']:.2f} | {_f(billed, '.2f')} "
+                    f"| {_f(per_text, '.3f')} | {_f(e.get('peak_memory_mb'))} |"
+                )
+        duration = {
+            "emulator-report": "the function's Duration from the emulator's REPORT lines; "
+            "billed: its Billed Duration (1 ms steps)",
+            "handler": "the handler's own timing (no REPORT lines: no billed duration)",
+        }.get(
+            "".join(sources),
+            "from the REPORT lines where each request had one, else the handler's own timing",
+        )
+        lines += [
+            "",
+            f"ms throughout, one request at a time in the warm instance; Duration: {duration}; "
+            "peak MB: the cgroup's peak so far, the batch sizes run smallest first.",
+        ]
+    return lines

@@ -16,6 +16,11 @@ PAPER_REQUESTS = 5000
 PAPER_WARMUP = 100
 PAPER_COLD_STARTS = 10
 MAX_INSTANCES = 16  # K emulators at once: a bound on what one machine is asked to host
+# The packaged function's own limit (SLIMBERT_MAX_TEXTS, runtime/request.py): a larger batch
+# would be answered 400, which measures nothing.
+MAX_TEXTS_PER_REQUEST = 64
+BATCH_SIZES = (1, 8, 32, 64)
+BATCH_REQUESTS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +45,13 @@ class BenchLambdaOptions(Options):
     # The window in which the CPU share is enforced (cpu.cfs_period_us; the quota keeps the
     # share). 10 ms, not the kernel's 100 ms: see docs/design.md, "CPU share and CFS period".
     cfs_period_ms: float = 10.0
+    # Requests of k texts each, measured per memory size in the warm instance after the
+    # single-text requests (students only: the teacher is the cold-start and latency baseline).
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    batch_requests: int = BATCH_REQUESTS  # per batch size and memory size
     results: Path = Path("bench/results")
-    quick: bool = False  # smoke profile: 1 size, 50 requests, 2 cold starts, K=1,2 x 40
+    # smoke profile: 1 size, 50 requests, 2 cold starts, K=1,2 x 40, 10 requests per batch size
+    quick: bool = False
 
     def validate(self) -> None:
         check(
@@ -62,6 +72,14 @@ class BenchLambdaOptions(Options):
         for k in self.concurrency:
             check(1 <= k <= MAX_INSTANCES, f"concurrency {k} is outside 1..{MAX_INSTANCES}")
         check(self.concurrency_requests >= 1, "concurrency_requests must be at least 1")
+        for k in self.batch_sizes:
+            check(
+                1 <= k <= MAX_TEXTS_PER_REQUEST,
+                f"batch size {k} is outside 1..{MAX_TEXTS_PER_REQUEST}",
+                hint=f"the packaged function accepts at most {MAX_TEXTS_PER_REQUEST} texts",
+            )
+        check(len(set(self.batch_sizes)) == len(self.batch_sizes), "batch sizes repeat")
+        check(self.batch_requests >= 1, "batch_requests must be at least 1")
         check(self.gcp_cpu is None or self.gcp_cpu > 0, "gcp_cpu must be positive")
         check(self.time_limit_s > 0, "time_limit_s must be positive")
         check(1.0 <= self.cfs_period_ms <= 1000.0, "cfs_period_ms must be 1..1000 ms")
@@ -81,4 +99,5 @@ class BenchLambdaOptions(Options):
             concurrency=(1, 2),
             concurrency_requests=40,
             concurrency_memory_mb=sizes[0],
+            batch_requests=min(self.batch_requests, 10),
         )
