@@ -173,7 +173,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import get_linear_schedule_with_warmup
 
-    from slimbert.train.loop import _optimizer, optimizer_step, train_with_evals
+    from slimbert.train.loop import make_optimizer, optimizer_step, train_with_evals
 
     started = time.perf_counter()
     parts = [load_pairs(spec, limit=options.limit) for spec in options.train]
@@ -188,7 +188,7 @@ def train_cross_encoder(options: CrossEncoderOptions, reporter: Any = None) -> d
     loss = BinaryCrossEntropyLoss(ce)
     steps_per_epoch = max(1, math.ceil(len(first) / options.batch_size))
     total = steps_per_epoch * options.epochs
-    optimizer = _optimizer(ce, options.lr, options.weight_decay)
+    optimizer = make_optimizer(ce, options.lr, options.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(options.warmup_ratio * total), total
     )

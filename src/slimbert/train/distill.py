@@ -17,11 +17,17 @@ import numpy as np
 from slimbert.config import check
 from slimbert.errors import DataError
 from slimbert.io import write_json
-from slimbert.train.finetune import REPORT_FILE, _Common, load_split, masked
+from slimbert.train.common import (
+    DEFAULT_MAX_LENGTH,
+    REPORT_FILE,
+    CommonOptions,
+    load_split,
+    masked,
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class DistillOptions(_Common):
+class DistillOptions(CommonOptions):
     stage: ClassVar[str] = "distill"
 
     silver: Path = Path("runs/silver")
@@ -122,7 +128,6 @@ def _with_teacher_defaults(options: DistillOptions) -> tuple[DistillOptions, dic
     """``options`` with validation and max_length taken from the silver set's teacher when
     not given, and the data record the student keeps (the teacher's test set carries over)."""
     from slimbert.data import owndata
-    from slimbert.train.finetune import DEFAULT_MAX_LENGTH
 
     teacher = owndata.silver_teacher(options.silver)
     recorded = owndata.recorded_data(teacher) if teacher is not None else None

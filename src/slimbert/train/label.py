@@ -261,7 +261,7 @@ def label_corpus(
         ]
         if options.engine == "ray":
             factory = teacher_factory or partial(
-                _load_scorer, str(options.teacher), options.backend, options.max_length
+                load_teacher_scorer, str(options.teacher), options.backend, options.max_length
             )
             shards = _ray_shards(options, factory, pool, pending, len(label_names), on_batch)
         else:
@@ -491,8 +491,9 @@ def _ray_shards(
         logits[position] = np.empty((0, k), dtype=np.float32)  # written: free it
 
 
-def _load_scorer(teacher: str, backend: str, max_length: int | None) -> Scorer:
-    """Runs on each Ray actor: the teacher, loaded there (torch only where it is needed)."""
+def load_teacher_scorer(teacher: str, backend: str, max_length: int | None) -> Scorer:
+    """The teacher at ``teacher`` as a scorer: what each Ray actor calls to load it there
+    (picklable by name; torch only where it is needed)."""
     from slimbert.models.load import load_scorer
 
     scorer: Scorer = load_scorer(Path(teacher), backend, max_length=max_length)

@@ -110,7 +110,7 @@ def encoder_depth(name: str, num_layers: int) -> int:
     return int(match.group(1)) + 1 if match else num_layers + 1
 
 
-def _optimizer(
+def make_optimizer(
     module: torch.nn.Module,
     lr: float,
     weight_decay: float,
@@ -199,7 +199,7 @@ def fit(
     )
     micro = settings.micro_batch_size or settings.batch_size
 
-    optimizer = _optimizer(
+    optimizer = make_optimizer(
         clf.module,
         settings.lr,
         settings.weight_decay,

@@ -339,7 +339,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from slimbert.train.loop import _optimizer, optimizer_step, train_with_evals
+    from slimbert.train.loop import make_optimizer, optimizer_step, train_with_evals
 
     reporter = reporter or _LogReporter()
     loss_name = options.resolved("loss")
@@ -378,7 +378,7 @@ def train_sbert(options: SbertTrainOptions, reporter: Any = None) -> dict[str, A
     )
     steps_per_epoch = max(1, len(sampler))
     total_steps = steps_per_epoch * epochs
-    optimizer = _optimizer(loss, options.resolved("lr"), options.weight_decay)
+    optimizer = make_optimizer(loss, options.resolved("lr"), options.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, math.ceil(options.warmup_ratio * total_steps), total_steps
     )
