@@ -183,9 +183,9 @@ def test_version_and_log_levels() -> None:
         assert root.level == logging.ERROR
     finally:
         root.setLevel(level)
-        import slimbert.cli as cli
+        from slimbert.cli_commands import STATE
 
-        cli._STATE["quiet"] = False
+        STATE["quiet"] = False
     bad = _run("--version", env={"SLIMBERT_LOG": "LOUD"})
     assert bad.returncode == 2 and bad.stderr.startswith("slimbert: error: SLIMBERT_LOG=LOUD")
     both = _run("-q", "-v", "cost", "--duration-ms", "50")
@@ -209,7 +209,7 @@ def test_progress_is_wired_for_the_silent_stages(command: str) -> None:
     """export tells its steps; package and eval show a pulsing bar (terminal only)."""
     import inspect
 
-    import slimbert.cli as cli
+    from slimbert import cli_progress, cli_stages
 
     if command == "export":
         from types import SimpleNamespace
@@ -217,11 +217,13 @@ def test_progress_is_wired_for_the_silent_stages(command: str) -> None:
         from slimbert.export.bundle import export_model
 
         assert "progress" in inspect.signature(export_model).parameters
-        progress = cli._progress()
-        hook = cli._hooks(progress)["export"](SimpleNamespace(name="export", options=None))
+        progress = cli_progress.progress_bars()
+        hook = cli_progress.stage_hooks(progress)["export"](
+            SimpleNamespace(name="export", options=None)
+        )
         hook["progress"]("quantising to int8")
         assert progress.tasks[0].description == "export: quantising to int8"
         assert progress.tasks[0].visible is False  # not a terminal here
     else:
-        source = inspect.getsource(cli._register_stages)
-        assert re.search(rf'_run_stage\("{command}", options, doing=', source)
+        source = inspect.getsource(cli_stages.register_stages)
+        assert re.search(rf'@method_command\(\s*"{command}",[^@]*\bdoing="', source)

@@ -41,33 +41,6 @@ from slimbert.io import claim_output, claim_report, read_json, write_json
 
 log = logging.getLogger(__name__)
 STAMP_SUFFIX = ".step.json"
-# The stages that write an output folder, and its kind (a key of slimbert.io.OUTPUT_KINDS).
-OUTPUT_KINDS = {
-    "train": "classifier",
-    "distill": "classifier",
-    "label": "silver set",
-    "cross-encoder": "cross-encoder",
-    "augment": "augment folder",
-    "export": "bundle",
-    "index-build": "index",
-    "sbert-train": "sentence-transformer",
-}
-# The stages that write report files with ``out`` (slimbert.io.REPORT_KINDS): (report, kind,
-# files beside it). Claimed before the step runs: a user's file of that name is never replaced.
-REPORT_FILES: dict[str, Callable[[Any], list[tuple[Path, str, list[Path]]]]] = {
-    "export": lambda o: [
-        (Path(o.out).with_name(Path(o.out).name + ".export.json"), "export report", [])
-    ],
-    "eval": lambda o: (
-        []
-        if o.out is None
-        else [(Path(o.out).with_suffix(".json"), "evaluation", [Path(o.out).with_suffix(".md")])]
-    ),
-    "index-calibrate": lambda o: [
-        (Path(o.out).with_suffix(".json"), "calibration", [Path(o.out).with_suffix(".md")])
-    ],
-    "invoke": lambda o: [(Path(o.out), "invoke report", [])],
-}
 _HINT_STEPS = "each step is a mapping with a 'stage:' and that stage's options (docs/pipeline.md)"
 # Set by the single-stage commands (--overwrite); None: a pipeline run (stale steps remake).
 _OVERWRITE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
@@ -86,17 +59,62 @@ def overwrite_outputs(allowed: bool) -> Iterator[None]:
         _OVERWRITE.reset(token)
 
 
+Reports = list[tuple[Path, str, list[Path]]]
+
+
+def _out(options: Any) -> Path:
+    return Path(options.out)
+
+
+def _no_reports(options: Any) -> Reports:
+    return []
+
+
+def _beside_out(suffix: str, kind: str, *companions: str) -> Callable[[Any], Reports]:
+    """``out`` with ``suffix`` is a report of ``kind`` (and ``companions`` are its siblings)."""
+
+    def reports(options: Any) -> Reports:
+        if options.out is None:  # eval without --out writes no report
+            return []
+        out = Path(options.out)
+        return [(out.with_suffix(suffix), kind, [out.with_suffix(c) for c in companions])]
+
+    return reports
+
+
+def _export_report(options: Any) -> Reports:
+    out = Path(options.out)
+    return [(out.with_name(out.name + ".export.json"), "export report", [])]
+
+
 @dataclass(frozen=True)
 class Stage:
+    """One stage of the method: what a pipeline step and a single command need to run it.
+
+    Its name is its options class's ``stage`` (``TrainOptions.stage == "train"``)."""
+
     options: type[Options]
     run: Callable[..., Any]
-    outputs: Callable[[Any], Path]
+    # The kind of output folder ``out`` is (a key of slimbert.io.OUTPUT_KINDS); None: the stage
+    # writes files. Claimed before the step runs; the single command takes --overwrite.
+    output_kind: str | None = None
+    # What the step stamp is written beside (``<out>.step.json``).
+    outputs: Callable[[Any], Path] = _out
+    # Report files the stage writes (slimbert.io.REPORT_KINDS): (report, kind, files beside
+    # it). Claimed before the step runs: a user's file of that name is never replaced.
+    reports: Callable[[Any], Reports] = _no_reports
     # Resumable stages keep finished shards of the same plan and take ``overwrite=`` to build
     # a folder of another plan beside the old one (swapped in when complete).
     resumable: bool = False
 
+    @property
+    def name(self) -> str:
+        return self.options.stage
+
 
 def stages() -> dict[str, Stage]:
+    """The method's stages by name, in the order of the method: the one list of them (the
+    pipeline file's ``stage:`` values; the CLI's stage commands are made from it)."""
     # Imported here so that `slimbert --help` stays fast and torch-free.
     from slimbert.deploy.invoke import InvokeOptions, invoke_package
     from slimbert.deploy.package import PackageOptions, build_package
@@ -115,24 +133,35 @@ def stages() -> dict[str, Stage]:
     from slimbert.train.label import LabelOptions, label_corpus
     from slimbert.train.sbert import SbertTrainOptions, train_sbert
 
-    return {
-        "train": Stage(TrainOptions, train_classifier, lambda o: Path(o.out)),
-        "label": Stage(LabelOptions, label_corpus, lambda o: Path(o.out), resumable=True),
-        "cross-encoder": Stage(CrossEncoderOptions, train_cross_encoder, lambda o: Path(o.out)),
-        "augment": Stage(AugmentOptions, augment, lambda o: Path(o.out), resumable=True),
-        "distill": Stage(DistillOptions, distill, lambda o: Path(o.out)),
-        "export": Stage(ExportOptions, export_model, lambda o: Path(o.out)),
-        "package": Stage(PackageOptions, build_package, lambda o: Path(o.out)),
-        "invoke": Stage(InvokeOptions, invoke_package, lambda o: Path(o.out)),
-        "index-build": Stage(IndexBuildOptions, build_index, lambda o: Path(o.out)),
-        "index-calibrate": Stage(
-            CalibrateOptions, calibrate, lambda o: Path(o.out).with_suffix(".json")
+    listed = [
+        Stage(TrainOptions, train_classifier, "classifier"),
+        Stage(LabelOptions, label_corpus, "silver set", resumable=True),
+        Stage(CrossEncoderOptions, train_cross_encoder, "cross-encoder"),
+        Stage(AugmentOptions, augment, "augment folder", resumable=True),
+        Stage(DistillOptions, distill, "classifier"),
+        Stage(ExportOptions, export_model, "bundle", reports=_export_report),
+        Stage(PackageOptions, build_package),
+        Stage(
+            InvokeOptions,
+            invoke_package,
+            reports=lambda o: [(Path(o.out), "invoke report", [])],
         ),
-        "sbert-train": Stage(SbertTrainOptions, train_sbert, lambda o: Path(o.out)),
-        "eval": Stage(
-            EvalOptions, evaluate_models, lambda o: Path(o.out or "eval").with_suffix(".json")
+        Stage(IndexBuildOptions, build_index, "index"),
+        Stage(
+            CalibrateOptions,
+            calibrate,
+            outputs=lambda o: Path(o.out).with_suffix(".json"),
+            reports=_beside_out(".json", "calibration", ".md"),
         ),
-    }
+        Stage(SbertTrainOptions, train_sbert, "sentence-transformer"),
+        Stage(
+            EvalOptions,
+            evaluate_models,
+            outputs=lambda o: Path(o.out or "eval").with_suffix(".json"),
+            reports=_beside_out(".json", "evaluation", ".md"),
+        ),
+    ]
+    return {stage.name: stage for stage in listed}
 
 
 @dataclass(frozen=True)
@@ -361,11 +390,10 @@ def run_pipeline(
         if on_step:
             on_step(step, "running")
         started = time.perf_counter()
-        kind = OUTPUT_KINDS.get(step.stage)
-        if kind is not None:
+        if stage.output_kind is not None:
             # A resumable stage decides by its plan (resume, refuse, or build beside and swap).
-            claim_output(out, kind, replace=replace or stage.resumable)
-        for report, report_kind, beside in REPORT_FILES.get(step.stage, lambda o: [])(step.options):
+            claim_output(out, stage.output_kind, replace=replace or stage.resumable)
+        for report, report_kind, beside in stage.reports(step.options):
             claim_report(report, report_kind, companions=beside)
         # The output is not current while the step runs; the output itself is left alone.
         _stamp_path(out).unlink(missing_ok=True)
