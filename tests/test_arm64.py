@@ -30,18 +30,14 @@ from pathlib import Path
 
 import pytest
 
-from slimbert.deploy import local as lambda_local
-from slimbert.deploy import package as pkg
+from slimbert.deploy import toolchain
+from slimbert.deploy.archive import write_zip
+from slimbert.deploy.contents import Entry, wheel_entries
 from slimbert.deploy.invoke import InvokeOptions, invoke_package
-from slimbert.deploy.local import (
-    LocalLambda,
-    emulator,
-    find_python312,
-    function_url_event,
-    host_arch,
-    rie_binary,
-)
-from slimbert.deploy.package import RUNTIME_PINS, PackageOptions, WheelDownloadError, build_package
+from slimbert.deploy.local import LocalLambda, function_url_event
+from slimbert.deploy.package import PackageOptions, build_package
+from slimbert.deploy.toolchain import emulator, find_python312, host_arch, rie_binary
+from slimbert.deploy.wheels import RUNTIME_PINS, WheelDownloadError, ensure_wheels
 from slimbert.errors import SlimbertError
 from slimbert.runtime import load_bundle
 from test_package import tiny_bundle, wheel_cache  # noqa: F401 - shared session fixtures
@@ -61,11 +57,11 @@ def test_no_emulator_for_this_machines_architecture() -> None:
 
 @needs_x86_host
 def test_emulator_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lambda_local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: None)
     with pytest.raises(SlimbertError, match="qemu-user") as caught:
         emulator("arm64")
     assert "apt-get install qemu-user-static" in str(caught.value.hint)
-    monkeypatch.setattr(lambda_local.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setenv("SLIMBERT_SYSROOT_ARM64", "/nonexistent")
     with pytest.raises(SlimbertError, match="no arm64 C library") as caught:
         emulator("arm64")
@@ -81,7 +77,7 @@ def test_emulator_runs_a_graviton2_core_with_its_cpuinfo(
     (sysroot / "lib" / "ld-linux-aarch64.so.1").write_bytes(b"")
     monkeypatch.setenv("SLIMBERT_SYSROOT_ARM64", str(sysroot))
     monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(lambda_local.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: f"/usr/bin/{name}")
     prefix = emulator("arm64")
     assert prefix[:3] == ["/usr/bin/qemu-aarch64-static", "-cpu", "neoverse-n1"]
     root = Path(prefix[4])
@@ -120,7 +116,7 @@ def arm64_zip(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     try:
-        pkg.ensure_wheels("arm64", wheel_cache)
+        ensure_wheels("arm64", wheel_cache)
     except WheelDownloadError as exc:
         pytest.skip(f"arm64 wheels unavailable: {exc}")
     out = tmp_path_factory.mktemp("arm64")
@@ -209,10 +205,10 @@ def _with_wheels_for(zip_path: Path, minor: str, dest: Path) -> Path:
             name = info.filename
             if info.is_dir() or "__pycache__/" in name or pattern.match(name):
                 continue
-            kept.append(pkg._Entry(name, "code", "kept", data=zf.read(name)))
-    libraries, _ = pkg._wheel_entries(sorted(wheels.glob("*.whl")))
+            kept.append(Entry(name, "code", "kept", data=zf.read(name)))
+    libraries, _ = wheel_entries(sorted(wheels.glob("*.whl")))
     out = dest / f"slimbert-aws-lambda-arm64-cp3{minor}.zip"
-    pkg._write_zip(out, sorted(kept + libraries, key=lambda e: e.arcname))
+    write_zip(out, sorted(kept + libraries, key=lambda e: e.arcname))
     template = zip_path.with_name(zip_path.stem + ".template.yaml")
     shutil.copyfile(template, out.with_name(out.stem + ".template.yaml"))
     return out
@@ -223,7 +219,7 @@ def other_python_arm64(chain: None) -> tuple[Path, int]:
     env = os.environ.get("SLIMBERT_PYTHON_ARM64")
     if not env:
         pytest.skip("SLIMBERT_PYTHON_ARM64 is not set (an arm64 CPython 3 of any version)")
-    version = lambda_local._python_version(Path(env), emulator("arm64"))
+    version = toolchain._python_version(Path(env), emulator("arm64"))
     if version is None or version[0] != 3:
         pytest.skip(f"SLIMBERT_PYTHON_ARM64={env} does not run here")
     return Path(env), version[1]
@@ -240,5 +236,5 @@ def test_arm64_chain_under_another_python(
     python, minor = other_python_arm64
     variant = _with_wheels_for(arm64_zip, str(minor), tmp_path)
     # Everything else as for 3.12: the venv with awslambdaric, the emulator, the handler.
-    monkeypatch.setattr(lambda_local, "find_python312", lambda arch=None: python)
+    monkeypatch.setattr(toolchain, "find_python312", lambda arch=None: python)
     _answers_like_x86_64(variant, tiny_bundle, tmp_path)

@@ -16,8 +16,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from runtime_fixtures import build_bundle
-from slimbert.deploy.local import LocalGcp, LocalLambda, find_python312, host_arch, rie_binary
+from slimbert.deploy.local import LocalGcp, LocalLambda
 from slimbert.deploy.package import PackageOptions, build_package
+from slimbert.deploy.toolchain import find_python312, host_arch, rie_binary
 from slimbert.errors import SlimbertError
 from slimbert.index.build import bundle_facts, write_index
 from slimbert.runtime.bundle import load_bundle

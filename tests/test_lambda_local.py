@@ -18,14 +18,8 @@ import pytest
 
 from runtime_fixtures import LABELS
 from slimbert.deploy import local as lambda_local
-from slimbert.deploy.local import (
-    LocalGcp,
-    LocalLambda,
-    find_python312,
-    function_url_event,
-    host_arch,
-    rie_binary,
-)
+from slimbert.deploy.local import LocalGcp, LocalLambda, function_url_event
+from slimbert.deploy.toolchain import find_python312, host_arch, rie_binary
 from slimbert.errors import SlimbertError
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,

@@ -22,15 +22,10 @@ import pytest
 import yaml
 
 from runtime_fixtures import build_bundle
+from slimbert.deploy import archive, toolchain, wheels
 from slimbert.deploy import package as pkg
-from slimbert.deploy.package import (
-    RUNTIME_PINS,
-    PackageOptions,
-    WheelDownloadError,
-    build_package,
-    ensure_wheels,
-    read_lock,
-)
+from slimbert.deploy.package import PackageOptions, build_package
+from slimbert.deploy.wheels import RUNTIME_PINS, WheelDownloadError, ensure_wheels, read_lock
 from slimbert.errors import ConfigError, SlimbertError
 
 
@@ -52,7 +47,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def wheel_cache() -> Path:
-    cache = pkg.default_wheel_cache()
+    cache = toolchain.default_wheel_cache()
     try:
         ensure_wheels("x86_64", cache)
     except WheelDownloadError as exc:
@@ -106,7 +101,7 @@ def test_cached_wheel_with_wrong_hash_is_refused(
         calls.append(args)
         raise WheelDownloadError("offline")
 
-    monkeypatch.setattr(pkg, "_pip_download", offline)
+    monkeypatch.setattr(wheels, "_pip_download", offline)
     with pytest.raises(WheelDownloadError):
         ensure_wheels("x86_64", tmp_path)
     assert not fake.exists()  # dropped, and fetched again through pip's own hash check
@@ -118,7 +113,7 @@ def test_zip_is_deterministic(
 ) -> None:
     zip_path, report = lambda_package
     options = PackageOptions(
-        bundle=tiny_bundle, out=tmp_path, wheel_cache=pkg.default_wheel_cache()
+        bundle=tiny_bundle, out=tmp_path, wheel_cache=toolchain.default_wheel_cache()
     )
     again = build_package(options)
     assert again["sha256"] == report["sha256"] == sha256(zip_path)
@@ -130,7 +125,7 @@ def test_zip_is_deterministic(
     for info in infos:
         mode = (info.external_attr >> 16) & 0o777
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
-        if info.is_dir() or pkg._SO.search(info.filename):
+        if info.is_dir() or archive._SO.search(info.filename):
             assert mode == 0o755, info.filename
         else:
             assert mode == 0o644 and info.compress_type == zipfile.ZIP_DEFLATED, info.filename
@@ -242,7 +237,7 @@ def test_over_the_limit_names_the_biggest_component(
     tiny = {**report, "limits": {**report["limits"], "zip_ok": False, "max_zip_bytes": 1000}}
     biggest = max(report["components"], key=lambda row: row["zipped_bytes"])["name"]
     with pytest.raises(SlimbertError, match=rf"zipped, over the .* limit; biggest .*: {biggest}"):
-        pkg._check_limits(tiny)
+        archive.check_limits(tiny)
 
 
 def test_bundle_with_changed_file_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -439,7 +434,7 @@ def test_gcp_folder(gcp_package: Path, tiny_bundle: Path) -> None:
     assert "def predict(request)" in main and "return gcp_handler(request)" in main
     compile(main, "main.py", "exec")
     requirements = (gcp_package / "requirements.txt").read_text()
-    assert requirements == pkg.gcp_lock_path().read_text()  # pins and hashes: see below
+    assert requirements == wheels.gcp_lock_path().read_text()  # pins and hashes: see below
     for name in ("manifest.json", "model_fp32.onnx", "tokenizer.json"):
         assert sha256(gcp_package / "bundle" / name) == sha256(tiny_bundle / name)
     assert (gcp_package / "slimbert" / "runtime" / "handler.py").is_file()
@@ -515,7 +510,7 @@ def test_gcp_requirements_pin_the_whole_closure_with_hashes(
         assert equals and re.fullmatch(r"[a-z0-9.-]+", name) and version, requirement
         assert options and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o) for o in options)
         pinned[name] = version
-    assert {n: pinned.get(n) for n in pkg.gcp_pins()} == pkg.gcp_pins()
+    assert {n: pinned.get(n) for n in wheels.gcp_pins()} == wheels.gcp_pins()
     # Closed under dependencies, judged offline for the runtime wheels in the cache: each one
     # a Python 3.12 on Linux needs is pinned (pip --require-hashes refuses anything unpinned).
     from packaging.requirements import Requirement
@@ -529,7 +524,7 @@ def test_gcp_requirements_pin_the_whole_closure_with_hashes(
         "extra": "",
     }
     for wheel in ensure_wheels("x86_64", wheel_cache):
-        for line in pkg._wheel_metadata(wheel).get_all("Requires-Dist") or []:
+        for line in wheels.wheel_metadata(wheel).get_all("Requires-Dist") or []:
             need = Requirement(line)
             if need.marker is None or need.marker.evaluate(where):
                 assert need.name.lower().replace("_", "-") in pinned, (wheel.name, line)
@@ -545,13 +540,13 @@ def test_lock_lines_must_be_hashed_pins(tmp_path: Path) -> None:
         path = tmp_path / "bad.lock"
         path.write_text(bad)
         with pytest.raises(SlimbertError, match="not an ==pin with sha256"):
-            pkg._parse_lock(path)
+            wheels._parse_lock(path)
 
 
 def test_update_gcp_lock_writes_one_hashed_pin_per_wheel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    names = [f"{n.replace('-', '_')}-{v}-py3-none-any.whl" for n, v in pkg.gcp_pins().items()]
+    names = [f"{n.replace('-', '_')}-{v}-py3-none-any.whl" for n, v in wheels.gcp_pins().items()]
     names.append("typing_extensions-4.16.0-py3-none-any.whl")
     calls: list[dict[str, Any]] = []
 
@@ -561,23 +556,24 @@ def test_update_gcp_lock_writes_one_hashed_pin_per_wheel(
             (dest / name).write_bytes(name.encode())
 
     lock = tmp_path / "requirements-gcp-function.lock"
-    monkeypatch.setattr(pkg, "_pip_download", fake_download)
-    monkeypatch.setattr(pkg, "gcp_lock_path", lambda: lock)
-    assert pkg.update_gcp_lock(python=Path(sys.executable)) == lock
+    monkeypatch.setattr(wheels, "_pip_download", fake_download)
+    monkeypatch.setattr(wheels, "gcp_lock_path", lambda: lock)
+    assert wheels.update_gcp_lock(python=Path(sys.executable)) == lock
     assert calls[0]["deps"] is True and calls[0]["arch"] == "x86_64"
-    parsed = pkg._parse_lock(lock)
+    parsed = wheels._parse_lock(lock)
     assert parsed["typing-extensions"] == (
         "4.16.0",
         {hashlib.sha256(names[-1].encode()).hexdigest()},
     )
-    assert set(pkg.read_gcp_lock()) == {*pkg.gcp_pins(), "typing-extensions"}
+    assert set(wheels.read_gcp_lock()) == {*wheels.gcp_pins(), "typing-extensions"}
 
 
 def test_lambda_init_fails_when_the_manifest_digest_differs(
     lambda_package: tuple[Path, dict[str, Any]],
 ) -> None:
     """In the Lambda emulator: a manifest that is not the packaged one fails the init."""
-    from slimbert.deploy.local import LocalLambda, find_python312, host_arch, rie_binary
+    from slimbert.deploy.local import LocalLambda
+    from slimbert.deploy.toolchain import find_python312, host_arch, rie_binary
 
     zip_path, _ = lambda_package
     try:

@@ -7,8 +7,8 @@ and a malformed request checks that the function answers 400 and keeps serving. 
 are compared with the bundle's own predictions in this process.
 
 A zip built for another architecture than this machine's (``--arch arm64`` on x86_64) runs
-under qemu-user (see ``slimbert.deploy.local.emulator``): its answers are checked, its timings
-and memory are not reported, as they would measure the emulator.
+under qemu-user (see ``slimbert.deploy.toolchain.emulator``): its answers are checked, its
+timings and memory are not reported, as they would measure the emulator.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from slimbert.config import Options, check
 
 # Every zip `slimbert package --target aws-lambda` writes holds the serving entry point.
-from slimbert.deploy.package import _HANDLER_MEMBER
+from slimbert.deploy.platforms import HANDLER_MEMBER
 from slimbert.errors import SlimbertError
 from slimbert.io import claim_report, write_report
 
@@ -89,9 +89,9 @@ def check_package_zip(package: Path) -> None:
         raise SlimbertError(
             f"package {package} cannot be read as a zip: {exc}", hint=hint
         ) from None
-    if _HANDLER_MEMBER not in names:
+    if HANDLER_MEMBER not in names:
         raise SlimbertError(
-            f"package {package} is a zip without {_HANDLER_MEMBER}: not a slimbert Lambda package",
+            f"package {package} is a zip without {HANDLER_MEMBER}: not a slimbert Lambda package",
             hint=hint,
         )
 
