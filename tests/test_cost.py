@@ -3,6 +3,7 @@ the cheapest memory size, price files and the report."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -275,3 +276,162 @@ def test_options_need_durations_and_sane_rates() -> None:
     assert opts.memory_mb == (512, 1024)
     fixed = run_cost(opts.replace(platform=LAMBDA))
     assert fixed["platforms"][LAMBDA]["rows"][1]["total_usd"] == pytest.approx(1.86667)
+
+
+# -- batched requests and arm64 beside x86_64 (issue 16) --------------------------------------
+
+ARM = "aws-lambda-arm64"
+# Mean billed ms per request of k texts: a fixed part and a part per text, halved at 1024 MB.
+BILLED_512 = {1: 12.4, 8: 30.3, 32: 80.6, 64: 150.2}
+
+
+def _batch(k: int, billed: float) -> dict:
+    d = {"p50": billed * 0.9, "p90": billed, "p95": billed * 1.05, "p99": billed * 1.1,
+         "mean": billed - 0.5, "max": billed * 1.3, "n": 40}  # fmt: skip
+    return {
+        "texts_per_request": k, "requests": 40, "errors": 0,
+        "client_ms": {q: v + 4.0 for q, v in d.items() if q != "n"} | {"n": 40},
+        "duration_ms": d, "billed_ms_mean": billed, "duration_source": "emulator-report",
+    }  # fmt: skip
+
+
+@pytest.fixture
+def batched_file(tmp_path: Path) -> Path:
+    """Lambda results with a ``batched`` block at each size (the agreed schema)."""
+    memory = {}
+    for mb, scale in ((512, 1.0), (1024, 0.5)):
+        single = [6.0 * scale, 6.5 * scale, 8.0 * scale]
+        memory[str(mb)] = {
+            "durations_ms": single,
+            "p99_ms": max(single),
+            "init_ms": {"mean": 300.0},
+            "batched": {str(k): _batch(k, b * scale) for k, b in BILLED_512.items()},
+        }
+    doc = {"platform": "aws-lambda", "arch": "x86_64", "memory": memory}
+    path = tmp_path / "lambda.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def _formula(prices, platform: str, mb: int, k: int, billed: float) -> float:
+    """issue 16: 1e6 / k x (request fee + price per GB-s x GB x billed s)."""
+    p = prices.platform(platform)
+    return 1e6 / k * (p.requests_per_million / 1e6 + p.gb_second * mb / 1024 * billed / 1000)
+
+
+def test_k32_cost_per_prediction_equals_the_formula(prices, batched_file: Path) -> None:
+    result = run_cost(CostOptions(results=batched_file, batch=32))
+    rows = result["platforms"][LAMBDA]["batches"]["rows"]
+    assert [(r["memory_mb"], r["texts_per_request"]) for r in rows] == [(512, 32), (1024, 32)]
+    for row, billed in zip(rows, (80.6, 40.3), strict=True):
+        assert row["mean_billed_ms"] == billed and row["billed_from"] == "measured billed duration"
+        assert row["total_usd"] == pytest.approx(_formula(prices, LAMBDA, row["memory_mb"], 32,
+                                                          billed), rel=1e-12)  # fmt: skip
+        assert row["requests_usd"] == pytest.approx(0.20 / 32)
+        assert row["beside_total_usd"] == pytest.approx(
+            _formula(prices, ARM, row["memory_mb"], 32, billed), rel=1e-12
+        )
+    # 1,024 MB bills twice the GB for half the time, and meets the same p99: a tie goes to 512.
+    assert result["platforms"][LAMBDA]["batches"]["cheapest"][32]["memory_mb"] == 512
+
+
+def test_fee_share_and_cost_per_prediction_fall_with_batch_size(batched_file: Path) -> None:
+    rows = run_cost(CostOptions(results=batched_file))["platforms"][LAMBDA]["batches"]["rows"]
+    for mb in (512, 1024):
+        by_k = sorted((r["texts_per_request"], r) for r in rows if r["memory_mb"] == mb)
+        assert [k for k, _ in by_k] == [1, 8, 32, 64]
+        shares = [r["fee_share"] for _, r in by_k]
+        costs = [r["total_usd"] for _, r in by_k]
+        assert all(a > b for a, b in itertools.pairwise(shares)), shares
+        assert all(a > b for a, b in itertools.pairwise(costs)), costs
+        assert 0 < shares[-1] < shares[0] < 1
+
+
+def test_cheapest_per_batch_size_must_meet_the_p99_target(batched_file: Path) -> None:
+    result = run_cost(CostOptions(results=batched_file, p99_target_ms=100.0))
+    batches = result["platforms"][LAMBDA]["batches"]
+    at_64 = {r["memory_mb"]: r for r in batches["rows"] if r["texts_per_request"] == 64}
+    assert at_64[512]["p99_ms"] == pytest.approx(165.22) and not at_64[512]["meets_p99"]
+    assert at_64[512]["total_usd"] < at_64[1024]["total_usd"] * 1.01  # cheap, but too slow
+    assert batches["cheapest"][64]["memory_mb"] == 1024
+    strict = run_cost(CostOptions(results=batched_file, p99_target_ms=10.0, batch=64))
+    reason = strict["platforms"][LAMBDA]["batches"]["cheapest"][64]["reason"]
+    assert "no memory size meets p99 <= 10 ms at 64 texts" in reason
+
+
+def test_cost_markdown_shows_batches_and_arm64_beside(batched_file: Path, tmp_path: Path):
+    run_cost(CostOptions(results=batched_file, out=tmp_path / "cost"))
+    md = (tmp_path / "cost.md").read_text(encoding="utf-8")
+    assert "### Per prediction, by texts per request" in md
+    assert "| memory MB | texts / request | p99 ms | client p99 ms |" in md
+    # Both tables have the arm64 column, and say its speed was not measured.
+    assert md.count(f"{ARM} $ per 1M") == 2 and md.count("(its speed not measured)") == 2
+    assert "arm64 speed is not measured here" in md
+    assert "- 32 texts per request: 512 MB at $0.0" in md
+    saved = json.loads((tmp_path / "cost.json").read_text(encoding="utf-8"))
+    assert saved["platforms"][LAMBDA]["beside"]["platform"] == ARM
+
+
+def test_arm64_is_priced_beside_x86_64_in_the_request_table(prices, results_file: Path):
+    x86, arm = prices.platform(LAMBDA), prices.platform(ARM)
+    # The packaged table: 20% less per GB-s, the same request fee, both sourced and dated.
+    assert arm.gb_second / x86.gb_second == pytest.approx(0.8, abs=1e-5)
+    assert arm.requests_per_million == x86.requests_per_million
+    assert arm.as_of == x86.as_of and arm.source.startswith("https://aws.amazon.com/lambda/")
+    entry = run_cost(CostOptions(results=results_file))["platforms"][LAMBDA]
+    for row in entry["rows"]:
+        twin = cost_per_million(ARM, row["memory_mb"], read_results(results_file).memory[
+            row["memory_mb"]].durations_ms, prices=prices)  # fmt: skip
+        assert row["beside_total_usd"] == pytest.approx(twin["total_usd"])
+        assert row["beside_total_usd"] < row["total_usd"]
+    best = entry["cheapest"]
+    assert best["beside_cost_per_million_usd"] < best["cost_per_million_usd"]
+
+
+def test_older_results_without_batches_still_price(results_file: Path) -> None:
+    plain = run_cost(CostOptions(results=results_file))
+    assert plain["platforms"][LAMBDA]["batches"] is None
+    assert any("no batched requests (older results)" in n for n in plain["notes"])
+    one = run_cost(CostOptions(results=results_file, batch=1))["platforms"][LAMBDA]
+    rows = one["batches"]["rows"]
+    assert {r["source"] for r in rows} == {"single-text requests"}
+    by_mb = {r["memory_mb"]: r for r in one["rows"]}
+    for r in rows:  # k = 1 from the single-text run is the cost per request
+        assert r["total_usd"] == pytest.approx(by_mb[r["memory_mb"]]["total_usd"])
+    with pytest.raises(ConfigError, match="no requests of 8 texts measured") as err:
+        run_cost(CostOptions(results=results_file, batch=8))
+    assert "--batch-sizes" in str(err.value.hint)
+
+
+def test_a_fixed_duration_prices_one_batch_size(prices) -> None:
+    fixed = run_cost(CostOptions(duration_ms=49.2, batch=32, platform="all", memory_mb=(1024,)))
+    row = fixed["platforms"][LAMBDA]["batches"]["rows"][0]
+    assert row["total_usd"] == pytest.approx(_formula(prices, LAMBDA, 1024, 32, 50.0))
+    assert row["billed_from"] == "durations rounded up" and row["source"] == "fixed duration"
+    gen1 = fixed["platforms"][GEN1]["batches"]["rows"][0]
+    assert gen1["mean_billed_ms"] == 100.0  # Google rounds each request up to 100 ms
+    assert any("32 texts per request take the fixed 49.2 ms" in n for n in fixed["notes"])
+    assert run_cost(CostOptions(duration_ms=49.2))["platforms"][LAMBDA]["batches"] is None
+    with pytest.raises(ConfigError, match="batch must be at least 1"):
+        CostOptions(duration_ms=49.2, batch=0)
+
+
+def test_batched_blocks_are_read_tolerantly_but_not_blindly(batched_file: Path) -> None:
+    doc = json.loads(batched_file.read_text(encoding="utf-8"))
+    block = doc["memory"]["1024"]["batched"]
+    block["64"] = {"texts_per_request": 64, "requests": 0, "errors": 0,
+                   "skipped": "the instance died at 32 texts per request"}  # fmt: skip
+    batched_file.write_text(json.dumps(doc), encoding="utf-8")
+    m = read_results(batched_file).memory[1024]
+    assert sorted(m.batched) == [1, 8, 32]
+    assert any("1024 MB, 64 texts per request: not measured (the instance died" in n
+               for n in m.notes)  # fmt: skip
+    assert m.batched[32].billed_ms_mean == 40.3 and m.batched[32].client_p99_ms == pytest.approx(
+        48.33
+    )
+    rows = run_cost(CostOptions(results=batched_file, batch=64))["platforms"][LAMBDA]["batches"]
+    assert [r.get("skipped") for r in rows["rows"]] == [None, "not measured"]
+    block["8"]["billed_ms_mean"] = "fast"
+    batched_file.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(DataError, match=r"memory\.1024\.batched\.8\.billed_ms_mean"):
+        read_results(batched_file)

@@ -34,6 +34,7 @@ PLOTS = [
     "latency.png",
     "cold_start.png",
     "cost_per_million.png",
+    "cost_per_prediction.png",
     "monthly_cost.png",
     "package_size.png",
     "quality.png",
@@ -51,7 +52,21 @@ def _created(stamp: str) -> str:
     return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T00:00:00+00:00"
 
 
-def _size(mb: int, base_ms: float, seed: int, oom: bool = False) -> dict[str, Any]:
+def _batched(mb: int, base_ms: float) -> dict[str, Any]:
+    """``batched`` of one memory size: a request of k texts takes a fixed part and k shares."""
+    out = {}
+    for k in (1, 8, 32, 64):
+        ms = (base_ms + 2.0 * k) * 1024 / mb
+        d = {"p50": ms, "p90": 1.1 * ms, "p95": 1.15 * ms, "p99": 1.2 * ms, "mean": ms, "n": 20}
+        client = {q: v + 3.0 for q, v in d.items() if q != "n"} | {"n": 20}
+        out[str(k)] = {"texts_per_request": k, "requests": 20, "errors": 0, "client_ms": client,
+                       "duration_ms": d, "billed_ms_mean": ms + 0.5}  # fmt: skip
+    return out
+
+
+def _size(
+    mb: int, base_ms: float, seed: int, oom: bool = False, batched: bool = False
+) -> dict[str, Any]:
     """One memory size as ``bench_lambda.measure_size`` writes it."""
     cpu = {"cpu_quota_vcpus": round(mb / 1769, 4), "threads": 1}
     if oom:
@@ -68,13 +83,14 @@ def _size(mb: int, base_ms: float, seed: int, oom: bool = False) -> dict[str, An
         "peak_memory_mb": 140.0,
         "cold_start_ms": {"p50": colds[1], "p90": colds[2], "n": 3, "values": colds},
         "init_ms": {"p50": colds[1] - qs["p50_ms"], "mean": colds[1] - qs["p50_ms"]},
+        **({"batched": _batched(mb, base_ms)} if batched else {}),
     }
 
 
 def _lambda(
-    stamp: str, student_ms: float, sizes: tuple[int, ...] = BENCH_MEMORY_MB
+    stamp: str, student_ms: float, sizes: tuple[int, ...] = BENCH_MEMORY_MB, batched: bool = True
 ) -> dict[str, Any]:
-    student = {str(mb): _size(mb, student_ms, mb) for mb in sizes}
+    student = {str(mb): _size(mb, student_ms, mb, batched=batched) for mb in sizes}
     teacher = {str(mb): _size(mb, 150.0, mb + 1, oom=mb == 512) for mb in sizes}
     return {
         "benchmark": "lambda",
@@ -506,3 +522,43 @@ def test_the_committed_readme_table_is_regenerated_from_the_committed_results(
     regenerated = copy.read_text(encoding="utf-8")
     assert _results_rows(regenerated) == _results_rows(readme)
     assert "$0.24 at 512 MB" in "".join(_results_rows(regenerated))
+
+
+# -- batched requests and arm64 (issue 16) ------------------------------------------------------
+
+
+def test_report_prices_each_batch_size_with_arm64_beside(tree: dict[str, Path], tmp_path: Path):
+    result = build_report(
+        ReportOptions(
+            results=tree["results"] / NEW, out=tmp_path / "r", platforms=("aws-lambda-x86_64",)
+        )
+    )
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    section = md.split("### Per prediction, by texts per request")[1].split("## 4.")[0]
+    assert "](cost_per_prediction.png)" in section
+    # arm64 comes beside x86_64 although only x86_64 was asked for, and says whose timings.
+    assert "| aws-lambda-x86_64 $ per 1M predictions | aws-lambda-arm64 $ per 1M predictions |" in (
+        section
+    )
+    assert "arm64 speed is not measured here" in section
+    assert "| aws-lambda-arm64 | aws-lambda-x86_64 | 512 |" in md  # the request table too
+    # 512 MB at 64 texts: (30 + 128) * 2 * 1.2 = 379 ms p99, over the target.
+    assert "| 512 | 64 | 379 ✗ |" in section
+    rows = [line for line in section.splitlines() if line.startswith("| 1024 | ")]
+    assert [line.split(" | ")[1] for line in rows] == ["1", "8", "32", "64"]
+    shares = [int(line.split(" | ")[4].rstrip("%")) for line in rows]
+    assert shares == sorted(shares, reverse=True) and shares[0] > shares[-1]
+    key = result["key_figures"]
+    assert "$ per 1M predictions at 32 texts per request" in key
+    assert "aws-lambda-arm64 $0.0" in key and "arm64 speed not measured" in key
+
+
+def test_older_lambda_results_without_batches_say_what_to_run(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    _write(results / NEW / "lambda.json", _lambda(NEW, 30.0, batched=False))
+    result = build_report(ReportOptions(results=results, out=tmp_path / "r"))
+    md = Path(result["report"]).read_text(encoding="utf-8")
+    line = "no batched requests in the lambda results: run `slimbert bench lambda --batch-sizes"
+    assert any(m.startswith(line) for m in result["missing"])
+    assert "### Per prediction, by texts per request" in md and "cost_per_prediction" not in md
+    assert "## 3. Cost per 1M predictions" in md and "$ per 1M predictions at 32" not in md

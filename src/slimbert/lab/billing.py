@@ -28,6 +28,11 @@ from slimbert.prices import Platform, PriceTable, load_prices
 
 HOURS_PER_MONTH = 730  # what AWS, Google and Azure use for monthly prices
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+# Platforms priced beside another in every cost table, at that one's measured durations: the
+# same Lambda zip built for Graviton (``slimbert package --arch arm64``) bills less per GB-s at
+# the same request fee, and this lab does not measure arm64 speed (an x86_64 host runs arm64
+# under qemu, far slower than Graviton), so its column answers "what if it ran as fast".
+PRICED_BESIDE = {"aws-lambda-x86_64": "aws-lambda-arm64"}
 
 
 def billed_ms(durations_ms: Any, granularity_ms: float, minimum_ms: float = 0.0) -> np.ndarray:
@@ -58,8 +63,11 @@ def _bill(
     cold_start_rate: float,
     init_ms: float | None,
     free_tier: bool,
+    billed_mean_ms: float | None = None,
 ) -> dict[str, Any]:
-    """The bill for ``n_requests`` with durations like ``durations_ms`` (a sample, or one value)."""
+    """The bill for ``n_requests`` with durations like ``durations_ms`` (a sample, or one value);
+    ``billed_mean_ms``, where given, is the mean billed duration already rounded by the platform
+    (measured), used as it is."""
     if not 0.0 <= cold_start_rate <= 1.0:
         raise ConfigError(f"cold_start_rate must be in [0, 1], got {cold_start_rate}")
     if n_requests < 0:
@@ -70,7 +78,10 @@ def _bill(
     gb = memory / 1024
     cpu_units = p.cpu.units_for(memory) if p.cpu else 0.0
     cpu_price = p.cpu.per_second if p.cpu else 0.0
-    mean_ms = float(billed_ms(durations_ms, p.granularity_ms, p.min_billed_ms).mean())
+    if billed_mean_ms is not None:
+        mean_ms = max(float(billed_mean_ms), p.min_billed_ms)
+    else:
+        mean_ms = float(billed_ms(durations_ms, p.granularity_ms, p.min_billed_ms).mean())
     init_billed = 0.0
     if cold_start_rate > 0 and p.init_billed:
         assert init_ms is not None
@@ -166,6 +177,52 @@ def cost_per_million(
     return {
         **{k: (v * scale if k in scaled else v) for k, v in month.items()},
         "requests_per_month": requests_per_month,
+    }
+
+
+def cost_per_prediction(
+    platform: str | Platform,
+    memory_mb: int,
+    durations_ms: Any,
+    texts_per_request: int,
+    *,
+    billed_mean_ms: float | None = None,
+    cold_start_rate: float = 0.0,
+    init_ms: float | None = None,
+    prices: PriceTable | None = None,
+) -> dict[str, Any]:
+    """Dollars per 1M predictions when each request carries ``texts_per_request`` texts and
+    takes ``durations_ms``: the bill of 1M / k requests, broken down as :func:`monthly_cost`.
+
+    ``billed_mean_ms`` is the mean duration a platform billed per request, measured (Lambda's
+    Billed Duration): it is used as it is on a platform that also bills to the millisecond, and
+    ignored where the platform rounds coarser, which rounds ``durations_ms`` itself. No free
+    tier: it is per account, and a share of it per prediction says nothing about batching.
+    ``fee_share`` is the request fee's part of the total.
+    """
+    if isinstance(texts_per_request, bool) or int(texts_per_request) != texts_per_request:
+        raise ConfigError(f"texts per request must be a whole number, got {texts_per_request}")
+    if texts_per_request < 1:
+        raise ConfigError(f"texts per request must be at least 1, got {texts_per_request}")
+    p = _platform(platform, prices)
+    exact = billed_mean_ms is not None and p.granularity_ms <= 1
+    bill = _bill(
+        p,
+        memory_mb,
+        durations_ms,
+        1e6 / texts_per_request,
+        cold_start_rate=cold_start_rate,
+        init_ms=init_ms,
+        free_tier=False,
+        billed_mean_ms=billed_mean_ms if exact else None,
+    )
+    total = bill["total_usd"]
+    return {
+        **bill,
+        "texts_per_request": int(texts_per_request),
+        "predictions": 1e6,
+        "billed_from": "measured billed duration" if exact else "durations rounded up",
+        "fee_share": bill["requests_usd"] / total if total > 0 else None,
     }
 
 

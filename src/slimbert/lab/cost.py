@@ -22,9 +22,9 @@ import numpy as np
 from slimbert.config import Options, check
 from slimbert.errors import ConfigError
 from slimbert.io import atomic_open, write_json
-from slimbert.lab import fmt
 from slimbert.lab.billing import (
     HOURS_PER_MONTH,
+    PRICED_BESIDE,
     SECONDS_PER_MONTH,
     billed_ms,
     break_even_rps,
@@ -33,6 +33,8 @@ from slimbert.lab.billing import (
     monthly_cost,
     why_unavailable,
 )
+from slimbert.lab.cost_batches import batch_inputs, price_batches
+from slimbert.lab.cost_markdown import markdown_report
 from slimbert.lab.results import LambdaRun, Measurement, Results, read_results
 from slimbert.prices import Platform, PriceTable, load_prices
 
@@ -62,6 +64,8 @@ class CostOptions(Options):
     free_tier: bool = False
     prices: Path | None = None
     vm: str | None = None  # the VM to compare with; None: the table's reference_vm
+    # Texts per request to price per prediction; None: every batch size the results measured.
+    batch: int | None = None
     out: Path | None = None
 
     def validate(self) -> None:
@@ -77,6 +81,10 @@ class CostOptions(Options):
         )
         for mb in self.memory_mb or ():
             check(mb > 0, f"memory_mb must be positive, got {mb}")
+        check(
+            self.batch is None or self.batch >= 1,
+            f"batch must be at least 1 text per request, got {self.batch}",
+        )
 
 
 # -- the stage ------------------------------------------------------------------------------
@@ -91,6 +99,7 @@ def run_cost(options: CostOptions) -> dict[str, Any]:
     keys = _platform_keys(options.platform, results, table, notes)
     sizes = options.memory_mb or (tuple(sorted(results.memory)) if results else (1024,))
     measured: dict[int, dict[str, Any]] = {}
+    by_size: dict[int, Measurement | None] = {}
     for mb in sizes:
         m = results.memory.get(mb) if results else None
         if options.duration_ms is not None:
@@ -111,12 +120,22 @@ def run_cost(options: CostOptions) -> dict[str, Any]:
                 hint="pass --init-ms, or give init_ms in the results",
             )
         measured[mb] = {"durations_ms": durations, "p99_ms": float(p99), "init_ms": init}
+        by_size[mb] = m
     if options.duration_ms is not None:
         notes.append(f"every request takes the fixed {options.duration_ms:g} ms (not measured)")
+    batches = batch_inputs(
+        by_size,
+        batch=options.batch,
+        fixed_ms=options.duration_ms,
+        init_ms={mb: m["init_ms"] for mb, m in measured.items()},
+        where=results.path if results else None,
+        notes=notes,
+    )
     platforms: dict[str, dict[str, Any]] = {}
     for key in keys:
         p = table.platform(key)
-        rows = [_row(p, mb, measured[mb], options, vm.monthly_usd) for mb in sizes]
+        beside = table.platform(PRICED_BESIDE[key]) if key in PRICED_BESIDE else None
+        rows = [_row(p, mb, measured[mb], options, vm.monthly_usd, beside) for mb in sizes]
         best = cheapest_memory(
             measured,
             p,
@@ -126,11 +145,26 @@ def run_cost(options: CostOptions) -> dict[str, Any]:
             requests_per_month=options.requests_per_month,
         )
         best.pop("candidates")
+        if beside is not None and best["memory_mb"] is not None:
+            # The same size: at the same durations and request fee, a lower GB-s price keeps
+            # the order of the sizes.
+            row = next(r for r in rows if r["memory_mb"] == best["memory_mb"])
+            best["beside_cost_per_million_usd"] = row["beside_total_usd"]
         if options.cold_start_rate > 0 and not p.init_billed:
             notes.append(f"{key} does not bill INIT: cold starts add nothing there")
         platforms[key] = {
             "name": p.name, "source": p.source, "as_of": p.as_of, "region": p.region,
             "overridden_by": p.overridden_by, "notes": p.notes, "rows": rows, "cheapest": best,
+            "beside": _beside_entry(beside, key, results.platform if results else None, notes),
+            "batches": price_batches(
+                p,
+                beside,
+                batches,
+                p99_target_ms=options.p99_target_ms,
+                cold_start_rate=options.cold_start_rate,
+            )
+            if batches
+            else None,
         }  # fmt: skip
     if options.free_tier:
         notes.append("free tiers are per account and month, shared by every function there")
@@ -179,12 +213,29 @@ def _platform_keys(
     return keys
 
 
+def _beside_entry(
+    beside: Platform | None, key: str, measured_on: str | None, notes: list[str]
+) -> dict[str, Any] | None:
+    """The platform priced beside ``key`` (arm64 beside x86_64), and the note that says its
+    speed was not measured."""
+    if beside is None:
+        return None
+    durations = f"the {measured_on} durations" if measured_on else "the same durations"
+    notes.append(
+        f"{beside.key} is priced beside {key} at {durations}: arm64 speed is not measured "
+        f"here (Graviton's own durations would change its figures); prices as of {beside.as_of}."
+    )
+    return {"platform": beside.key, "name": beside.name, "as_of": beside.as_of,
+            "source": beside.source}  # fmt: skip
+
+
 def _row(
     p: Platform,
     mb: int,
     m: Mapping[str, Any],
     options: CostOptions,
     vm_usd: float,
+    beside: Platform | None = None,
 ) -> dict[str, Any]:
     costs: dict[str, Any] = {
         "cold_start_rate": options.cold_start_rate,
@@ -199,78 +250,24 @@ def _row(
     )
     monthly = per_m["total_usd"] * options.requests_per_month / 1e6
     rps = break_even_rps(p, mb, m["durations_ms"], vm=vm_usd, **costs)
+    extra: dict[str, Any] = {}
+    if beside is not None and not why_unavailable(beside, mb):
+        twin = cost_per_million(
+            beside, mb, m["durations_ms"], requests_per_month=options.requests_per_month, **costs
+        )
+        extra = {
+            "beside_total_usd": twin["total_usd"],
+            "beside_monthly_usd": twin["total_usd"] * options.requests_per_month / 1e6,
+        }
     return {
         **per_m,
+        **extra,
         "p99_ms": m["p99_ms"],
         "meets_p99": m["p99_ms"] <= options.p99_target_ms,
         "monthly_usd": monthly,
         "vs_vm": monthly / vm_usd if vm_usd > 0 else None,
         "break_even_rps": rps if math.isfinite(rps) else None,  # None: never (JSON has no inf)
     }
-
-
-def markdown_report(result: Mapping[str, Any]) -> str:
-    """The report as Markdown: one table per platform."""
-    vm = result["vm"]
-    n = result["requests_per_month"]
-    opts = result["options"]
-    source = f"`{result['results']}`" if result["results"] else "a fixed duration"
-    if result["measured_on"]:
-        source += f" (measured on {result['measured_on']})"
-    cold = opts["cold_start_rate"]
-    lines = [
-        "# Serverless cost",
-        "",
-        f"Durations from {source}. {n:,.0f} requests a month; cold starts "
-        + (f"{cold:.2%} of requests, billing INIT where the platform does" if cold else "ignored")
-        + f"; free tier {'applied' if opts['free_tier'] else 'off'}.",
-        f"Compared with {vm['name']}: {fmt.usd(vm['monthly_usd'])} a month "
-        f"(as of {vm['as_of']}, {vm['source']}).",
-    ]
-    for key, entry in result["platforms"].items():
-        lines += [
-            "",
-            f"## {entry['name']} — `{key}`",
-            "",
-            f"Prices as of {entry['as_of']} from {entry['source']}"
-            + (f", overridden by `{entry['overridden_by']}`" if entry["overridden_by"] else "")
-            + ".",
-            "",
-            f"| memory MB | billed MB | mean billed ms | p99 ms | $ per 1M | $ a month at {n:,.0f} "
-            "| vs VM | break-even req/s |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for row in entry["rows"]:
-            if "skipped" in row:
-                lines.append(f"| {row['memory_mb']} | – | – | – | – | – | – | {row['skipped']} |")
-                continue
-            mark = "" if row["meets_p99"] else " ✗"
-            rps = row["break_even_rps"]
-            lines.append(
-                f"| {row['memory_mb']} | {row['billed_memory_mb']} | {row['mean_billed_ms']:.1f} "
-                f"| {row['p99_ms']:.1f}{mark} | {fmt.usd(row['total_usd'])} "
-                f"| {fmt.usd(row['monthly_usd'])} | {fmt.times(row['vs_vm'])} "
-                f"| {'never' if rps is None else f'{rps:.3g}'} |"
-            )
-        best = entry["cheapest"]
-        lines.append("")
-        if best["memory_mb"] is None:
-            lines.append(f"No size qualifies: {best['reason']}.")
-        else:
-            lines.append(
-                f"Cheapest meeting p99 ≤ {result['p99_target_ms']:g} ms: {best['memory_mb']} MB "
-                f"at {fmt.usd(best['cost_per_million_usd'])} per 1M requests."
-            )
-        if entry["notes"]:
-            lines.append(f"Note: {entry['notes']}")
-    if result["notes"]:
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in result["notes"]]
-    lines += [
-        "",
-        "✗: p99 above the target. Break-even: the steady request rate at which the function "
-        "costs as much as the VM over a 730-hour month; below it the function is cheaper.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 # -- the report's pricing -------------------------------------------------------------------
@@ -287,6 +284,9 @@ class PlatformCost:
     monthly: dict[float, float]  # requests a month -> $ at the cheapest (or fastest) size
     monthly_memory_mb: int | None
     break_even_rps: float | None  # steady requests/s at which the VM costs as much
+    # The student's cost per prediction by texts per request (cost_batches.price_batches);
+    # None when its run measured no batched requests.
+    batches: dict[str, Any] | None = None
 
 
 def price_runs(
@@ -297,21 +297,41 @@ def price_runs(
     p99_target_ms: float,
     requests_per_month: Sequence[float],
 ) -> tuple[list[PlatformCost], list[str]]:
-    """Each platform (``platforms``, None: all in ``table``) priced with the durations measured
-    on it, else those of the first run; the monthly figures at each ``requests_per_month``."""
+    """Each platform (``platforms``, None: all in ``table``, and arm64 beside x86_64 always)
+    priced with the durations measured on it, else those of the first run; the monthly figures
+    at each ``requests_per_month``; the student's batched requests per prediction."""
     notes: list[str] = []
-    keys = list(platforms or table.platforms)
+    keys: list[str] = []
+    for key in platforms or table.platforms:
+        keys += [k for k in (key, PRICED_BESIDE.get(key)) if k and k not in keys]
     vm_usd = table.vm().monthly_usd
     by_platform = {run.platform: run for run in runs if run.measured.get("student")}
     if not by_platform:
         return [], notes
     first = next(iter(by_platform.values()))
+    batch_notes: list[str] = []
+    batches = {
+        id(run): batch_inputs(
+            run.measured["student"],
+            batch=None,
+            fixed_ms=None,
+            init_ms={},
+            where=str(run.source.path),
+            notes=batch_notes,
+        )
+        for run in by_platform.values()
+    }
     costs = []
     borrowed: dict[str, list[str]] = {}  # measured on -> platforms priced with its durations
     for key in keys:
         p = table.platform(key)
         run = by_platform.get(key, first)
-        if run.platform != key:
+        if run.platform != key and PRICED_BESIDE.get(str(run.platform)) == key:
+            notes.append(
+                f"{key} priced at the durations measured on {run.platform}: arm64 speed is not "
+                "measured here"
+            )
+        elif run.platform != key:
             borrowed.setdefault(str(run.platform), []).append(key)
         per_million: dict[str, dict[int, float]] = {}
         for model, sizes in run.measured.items():
@@ -341,10 +361,18 @@ def price_runs(
                 monthly[n] = monthly_cost(p, chosen, durations, n)["total_usd"]
             rps = break_even_rps(p, chosen, durations, vm=vm_usd)
         rps = rps if rps is not None and math.isfinite(rps) else None
-        costs.append(PlatformCost(key, str(run.platform), per_million, best, monthly, chosen, rps))
+        inputs = batches[id(run)]
+        priced_batches = (
+            price_batches(p, None, inputs, p99_target_ms=p99_target_ms) if inputs else None
+        )
+        costs.append(
+            PlatformCost(
+                key, str(run.platform), per_million, best, monthly, chosen, rps, priced_batches
+            )
+        )
     for measured_on, priced_keys in borrowed.items():
         notes.append(
             f"{', '.join(priced_keys)} priced with durations measured on {measured_on}: "
             "their CPU per memory size differs, so treat those figures as estimates"
         )
-    return costs, notes
+    return costs, notes + batch_notes

@@ -6,6 +6,7 @@ missing value is an en dash, never ``None`` or ``nan``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 MIB = 1 << 20
@@ -24,6 +25,17 @@ def usd(x: float | None) -> str:
     if x is None:
         return DASH
     return f"${x:,.2f}" if abs(x) >= 0.01 or x == 0 else f"${x:.4f}"
+
+
+def usd3(x: float | None) -> str:
+    """Dollars to three significant digits (at least to the cent): $0.0312, $0.240, $1.87. For
+    costs per prediction, where the cent rounding of :func:`usd` would hide a target's margin."""
+    if x is None:
+        return DASH
+    if x == 0:
+        return "$0.00"
+    decimals = max(2, 2 - math.floor(math.log10(abs(x))))
+    return f"${x:,.{decimals}f}"
 
 
 def mib(n: float | None) -> str:

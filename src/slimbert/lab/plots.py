@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from slimbert.deploy.platforms import LAMBDA_UNZIPPED_LIMIT_MIB, LAMBDA_ZIP_LIMIT_MIB
 from slimbert.errors import require
 from slimbert.io import atomic_path
 from slimbert.lab import fmt
 from slimbert.lab.cost import PlatformCost
 from slimbert.lab.results import (
-    LAMBDA_UNZIPPED_LIMIT_MIB,
-    LAMBDA_ZIP_LIMIT_MIB,
     SIZE_PARTS,
     LambdaRun,
     Source,
@@ -69,14 +68,16 @@ def _log(axis: Any) -> None:
     axis.set_minor_formatter(Plain(labelOnlyBase=False))
 
 
-def _memory_axis(ax: Axes, sizes: Iterable[int], ylabel: str) -> None:
+def _memory_axis(
+    ax: Axes, sizes: Iterable[int], ylabel: str, xlabel: str = "memory size (MB)"
+) -> None:
     from matplotlib.ticker import NullLocator
 
     ticks = sorted(set(sizes))
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("memory size (MB)")
+    ax.set_xlabel(xlabel)
     ax.set_yscale("log")
     _log(ax.yaxis)
     ax.set_ylabel(ylabel)
@@ -177,6 +178,50 @@ def timings_label(c: PlatformCost) -> str:
     if c.measured_on == c.platform:
         return f"{c.platform} (its own timings)"
     return f"{c.platform} (reuses {c.measured_on} timings)"
+
+
+def plot_batches(
+    own: PlatformCost, beside: PlatformCost | None, fee_per_million: float, path: Path
+) -> Path:
+    """Cost per 1M predictions against texts per request, one line per memory size on the
+    measured platform (``own``), dashed for the platform priced beside it at the same
+    durations, and the request fee alone as the floor that batching lowers."""
+    assert own.batches is not None
+    fig, (ax,) = _figure(width=8.0)
+    rows = [r for r in own.batches["rows"] if "skipped" not in r]
+    sizes = sorted({r["memory_mb"] for r in rows})
+    shown = [(own, "-o")] + ([(beside, "--o")] if beside is not None and beside.batches else [])
+    for c, style in shown:
+        assert c.batches is not None
+        for i, mb in enumerate(sizes):
+            points = sorted(
+                (r["texts_per_request"], r["total_usd"])
+                for r in c.batches["rows"]
+                if r["memory_mb"] == mb and "skipped" not in r
+            )
+            ax.plot(*zip(*points, strict=True), style.rstrip("o"), marker="o", color=f"C{i}")
+    ks = own.batches["texts_per_request"]
+    ax.plot(ks, [fee_per_million / k for k in ks], ":", color="black")
+    _memory_axis(ax, ks, "$ per 1M predictions", xlabel="texts per request")
+    ax.set_title(
+        "Cost per 1M predictions against texts per request\n"
+        f"(timings measured on {own.measured_on})",
+        fontsize=9,
+    )
+    _legend(
+        fig,
+        [
+            *((f"{mb} MB", f"C{i}", "-o") for i, mb in enumerate(sizes)),
+            (own.platform, "black", "-"),
+            *(
+                [(f"{beside.platform} (its speed not measured)", "black", "--")]
+                if beside is not None and beside.batches
+                else []
+            ),
+            ("request fee alone", "black", ":"),
+        ],
+    )
+    return _save(fig, path)
 
 
 def plot_monthly(costs: Sequence[PlatformCost], table: PriceTable, path: Path) -> Path:

@@ -15,12 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from slimbert.deploy.platforms import LAMBDA_ZIP_LIMIT_MIB
 from slimbert.errors import DataError
 from slimbert.io import atomic_open
 from slimbert.lab import fmt
+from slimbert.lab.billing import PRICED_BESIDE
 from slimbert.lab.cost import PlatformCost
 from slimbert.lab.results import (
-    LAMBDA_ZIP_LIMIT_MIB,
     LambdaRun,
     Source,
     quantile_of,
@@ -31,6 +32,9 @@ from slimbert.prices import PriceTable
 
 log = logging.getLogger(__name__)
 
+# The batch size whose cost per prediction the README quotes: issue 16's target is priced at 32.
+BATCH_FIGURE = 32
+_UNMEASURED = "at the same durations (arm64 speed not measured)"
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 
@@ -139,18 +143,7 @@ def key_figures(
             value = f"{fmt.ms(wb.get('p50'))} / {fmt.ms(wb.get('p99'))} ms (bundle)"
             rows.append(("warm p50 / p99, local batch 1", value, s))
     if run is not None and costs:
-        c = next((c for c in costs if c.platform == run.platform), costs[0])
-        b = c.cheapest
-        as_of = table.platform(c.platform).as_of
-        value = (
-            f"{fmt.usd(b['cost_per_million_usd'])} at {b['memory_mb']} MB on {c.platform} "
-            f"(prices as of {as_of})"
-            if b["memory_mb"] is not None
-            else b["reason"]
-        )
-        rows.append(
-            (f"$ per 1M at the cheapest memory with p99 ≤ {target_ms:g} ms", value, run.source)
-        )
+        rows += _cost_rows(run, costs, target_ms, table)
     for s in found["sampler"]:
         v = s.doc["variants"].get("balance+bucket", {})
         if (speedup := v.get("per_example_speedup_vs_plain")) is not None:
@@ -199,3 +192,43 @@ def read_readme(readme: Path) -> tuple[str, int, int]:
             hint="put both markers on their own lines where the results table goes",
         )
     return text, start, end
+
+
+def _cost_rows(
+    run: LambdaRun, costs: Sequence[PlatformCost], target_ms: float, table: PriceTable
+) -> list[tuple[str, str, Source]]:
+    """$ per 1M requests at the cheapest size, and per 1M predictions at 32 texts per request
+    where the run measured batches; arm64 beside x86_64 at the same durations."""
+    c = next((c for c in costs if c.platform == run.platform), costs[0])
+    twin = next((t for t in costs if t.platform == PRICED_BESIDE.get(c.platform)), None)
+    as_of = table.platform(c.platform).as_of
+    b = c.cheapest
+    if b["memory_mb"] is None:
+        value = str(b["reason"])
+    else:
+        also = twin.per_million.get("student", {}).get(b["memory_mb"]) if twin else None
+        value = (
+            f"{fmt.usd(b['cost_per_million_usd'])} at {b['memory_mb']} MB on {c.platform}"
+            + (f", {twin.platform} {fmt.usd(also)} {_UNMEASURED}" if twin and also else "")
+            + f"; prices as of {as_of}"
+        )
+    rows = [(f"$ per 1M at the cheapest memory with p99 ≤ {target_ms:g} ms", value, run.source)]
+    k = BATCH_FIGURE
+    best = c.batches["cheapest"].get(k) if c.batches else None
+    if best is not None:
+        if best["memory_mb"] is None:
+            value = str(best["reason"])
+        else:
+            other = twin.batches["cheapest"].get(k) if twin and twin.batches else None
+            value = (
+                f"{fmt.usd3(best['total_usd'])} at {best['memory_mb']} MB on {c.platform}"
+                + (
+                    f", {twin.platform} {fmt.usd3(other['total_usd'])} {_UNMEASURED}"
+                    if twin and other and other["memory_mb"] == best["memory_mb"]
+                    else ""
+                )
+                + f"; prices as of {as_of}"
+            )
+        figure = f"$ per 1M predictions at {k} texts per request, cheapest memory with p99 ≤ "
+        rows.append((f"{figure}{target_ms:g} ms per request", value, run.source))
+    return rows

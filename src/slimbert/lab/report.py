@@ -35,11 +35,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from slimbert.config import Options, check
+from slimbert.deploy.platforms import LAMBDA_UNZIPPED_LIMIT_MIB, LAMBDA_ZIP_LIMIT_MIB
 from slimbert.errors import DataError
 from slimbert.io import atomic_open
 from slimbert.lab import fmt
+from slimbert.lab.billing import PRICED_BESIDE
 from slimbert.lab.cost import PlatformCost, price_runs
+from slimbert.lab.cost_batches import BENCH_HINT
 from slimbert.lab.plots import (
+    plot_batches,
     plot_cold_starts,
     plot_cost,
     plot_latency,
@@ -58,8 +62,6 @@ from slimbert.lab.readme import (
 from slimbert.lab.results import (
     BENCH_MEMORY_MB,
     KINDS,
-    LAMBDA_UNZIPPED_LIMIT_MIB,
-    LAMBDA_ZIP_LIMIT_MIB,
     SIZE_PARTS,
     LambdaRun,
     Source,
@@ -130,6 +132,10 @@ class _Writer:
         line = f"no {label} results: run `{KINDS[kind][2]}`"
         if elsewhere:  # these files live beside the model, not under bench/results
             line += " and pass its output folder in `inputs`"
+        self.lacking_line(line)
+
+    def lacking_line(self, line: str) -> None:
+        """Say in the report, the log and ``missing`` what to run for an absent input."""
         log.info("report: %s", line)
         if line not in self.missing:
             self.missing.append(line)
@@ -294,6 +300,7 @@ def _cost_sections(
     w.cite(run.source for run in runs if run.measured.get("student"))
     prices = [table.platform(c.platform) for c in costs]
     w.add("Prices: " + "; ".join(f"{p.key} as of {p.as_of} ({p.source})" for p in prices) + ".", "")
+    _batch_tables(w, costs, options.p99_target_ms, table)
 
     w.section("4. Monthly cost against traffic")
     vm = table.vm()
@@ -313,6 +320,74 @@ def _cost_sections(
     w.add(
         f"The VM is {vm.name}: {fmt.usd(vm.monthly_usd)} a month (as of {vm.as_of}, {vm.source}). "
         "Each platform runs the cheapest size meeting the p99 target (else its fastest).",
+        "",
+    )
+
+
+def _batch_tables(
+    w: _Writer, costs: Sequence[PlatformCost], target_ms: float, table: PriceTable
+) -> None:
+    """The student's cost per prediction against texts per request, on every priced platform."""
+    w.add("### Per prediction, by texts per request", "")
+    priced = [c for c in costs if c.batches]
+    if not priced:
+        w.lacking_line(f"no batched requests in the lambda results: {BENCH_HINT}")
+        return
+    own = next((c for c in priced if c.platform == c.measured_on), priced[0])
+    beside = next((c for c in priced if c.platform == PRICED_BESIDE.get(own.platform)), None)
+    fee = table.platform(own.platform).requests_per_million
+    path = plot_batches(own, beside, fee, w.out / "cost_per_prediction.png")
+    w.plot(path, "cost per prediction against texts per request")
+    assert own.batches is not None
+    by_key = {
+        c.platform: {(r["memory_mb"], r["texts_per_request"]): r for r in c.batches["rows"]}
+        for c in priced
+        if c.batches
+    }
+    rows = []
+    for r in own.batches["rows"]:
+        mb, k = r["memory_mb"], r["texts_per_request"]
+        if "skipped" in r:
+            rows.append(f"{mb} | {k} | – | – | {r['skipped']} | " + " | ".join("–" for _ in priced))
+            continue
+        share = "–" if r["fee_share"] is None else f"{r['fee_share']:.0%}"
+        rows.append(
+            f"{mb} | {k} | {fmt.ms(r['p99_ms'])}{'' if r['meets_p99'] else ' ✗'} "
+            f"| {fmt.ms(r['client_p99_ms'])} | {share} | "
+            + " | ".join(
+                fmt.usd3(by_key[c.platform].get((mb, k), {}).get("total_usd")) for c in priced
+            )
+        )
+    w.table(
+        "memory MB | texts / request | p99 ms | client p99 ms "
+        f"| request fee share on {own.platform} | "
+        + " | ".join(f"{c.platform} $ per 1M predictions" for c in priced),
+        rows,
+    )
+    ks = own.batches["texts_per_request"]
+
+    def cheapest(c: PlatformCost, k: int) -> str:
+        best = c.batches["cheapest"][k] if c.batches else {}
+        return (
+            f"{best['memory_mb']} MB: {fmt.usd3(best['total_usd'])}"
+            if best.get("memory_mb")
+            else "none"
+        )
+
+    w.table(
+        f"cheapest with p99 ≤ {target_ms:g} ms per request | "
+        + " | ".join(f"{k} text{'s' if k > 1 else ''} per request" for k in ks),
+        (f"{c.platform} | " + " | ".join(cheapest(c, k) for k in ks) for c in priced),
+    )
+    w.add(
+        "p99: the function's duration per request of k texts; client p99: the round trip at the "
+        "client; ✗: p99 above the target. No cold starts, no free tier."
+        + (
+            f" {beside.platform} is priced at the {own.measured_on} durations: arm64 speed is not "
+            "measured here."
+            if beside is not None
+            else ""
+        ),
         "",
     )
 

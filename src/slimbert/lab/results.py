@@ -34,8 +34,6 @@ from slimbert.lab.lambda_options import BenchLambdaOptions
 
 log = logging.getLogger(__name__)
 
-LAMBDA_ZIP_LIMIT_MIB = 50
-LAMBDA_UNZIPPED_LIMIT_MIB = 250
 # Each kind of results file: its name, a key every such file has (a file of that name holding
 # something else is skipped), and the command that writes it.
 KINDS = {
@@ -247,6 +245,28 @@ class Measurement:
     p99_ms: float
     init_ms: float | None
     notes: tuple[str, ...] = ()  # what was approximated, and how
+    # Requests of k texts each, by k (``batched`` in the results; empty in older files).
+    batched: Mapping[int, Batch] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One batch size measured at one memory size: ``memory.<MB>.batched.<k>`` of a results file.
+
+    ``durations_ms`` is the function's duration per request rebuilt from its quantiles (the
+    benchmark keeps no raw list); ``billed_ms_mean`` is the mean duration Lambda bills per
+    request (Duration rounded up to 1 ms, from the emulator's REPORT lines), None where the
+    platform's own rounding must be applied to ``durations_ms``.
+    """
+
+    texts_per_request: int
+    requests: int
+    errors: int
+    durations_ms: np.ndarray
+    p99_ms: float  # the function's duration per request
+    client_p99_ms: float | None  # the round trip at the client
+    billed_ms_mean: float | None
+    duration_source: str | None = None  # "emulator-report" or "handler", as the benchmark says
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,12 +324,8 @@ def measurement(mb: int, entry: Mapping[str, Any], where: str) -> Measurement:
     if isinstance(raw, list) and raw:
         durations = np.asarray([_duration(v, f"memory.{mb}.durations_ms", where) for v in raw])
     elif quantiles:
-        ps = sorted(quantiles)
-        # Quantiles must not decrease; rounding in the writer can make neighbours cross.
-        values = np.maximum.accumulate([quantiles[q] for q in ps])
-        grid = (np.arange(_APPROX_POINTS) + 0.5) / _APPROX_POINTS * 100
-        durations = np.interp(grid, ps, values)  # flat beyond the first and last quantile
-        names = ", ".join(f"p{q:g}" for q in ps)
+        durations = _from_quantiles(quantiles)
+        names = ", ".join(f"p{q:g}" for q in sorted(quantiles))
         notes.append(f"{mb} MB: durations approximated from quantiles {names} (no raw list)")
     else:
         raise DataError(
@@ -320,7 +336,71 @@ def measurement(mb: int, entry: Mapping[str, Any], where: str) -> Measurement:
     init_ms, init_note = _init(entry, warm_p50, mb, where)
     if init_note:
         notes.append(init_note)
-    return Measurement(mb, durations, float(p99), init_ms, tuple(notes))
+    batched = _batches(mb, entry.get("batched"), where, notes)
+    return Measurement(mb, durations, float(p99), init_ms, tuple(notes), batched)
+
+
+def _from_quantiles(quantiles: Mapping[float, float]) -> np.ndarray:
+    """A sample of :data:`_APPROX_POINTS` durations with the given quantiles (percent -> ms)."""
+    ps = sorted(quantiles)
+    # Quantiles must not decrease; rounding in the writer can make neighbours cross.
+    values = np.maximum.accumulate([quantiles[q] for q in ps])
+    grid = (np.arange(_APPROX_POINTS) + 0.5) / _APPROX_POINTS * 100
+    return np.interp(grid, ps, values)  # flat beyond the first and last quantile
+
+
+def _batches(mb: int, block: Any, where: str, notes: list[str]) -> dict[int, Batch]:
+    """The ``batched`` block of one memory size. A batch size the benchmark could not measure
+    (skipped, no answered request) is left out with a note: it is a result, not a broken file;
+    a value of the wrong type is a DataError naming its field."""
+    if block is None:
+        return {}
+    field = f"memory.{mb}.batched"
+    if not isinstance(block, dict):
+        raise DataError(f"{field} must map texts per request to a block", path=where)
+    found: dict[int, Batch] = {}
+    for key, entry in block.items():
+        if not str(key).isdigit() or int(key) < 1:
+            raise DataError(f"{field}: {key!r} is not a number of texts per request", path=where)
+        k, at = int(key), f"{field}.{key}"
+        if not isinstance(entry, dict):
+            raise DataError(f"{at} must be a mapping", path=where)
+        if entry.get("texts_per_request", k) != k:
+            raise DataError(f"{at}.texts_per_request is not {k}", path=where)
+        requests, errors = _count(entry, "requests", at, where), _count(entry, "errors", at, where)
+        raw = entry.get("duration_ms")
+        quantiles = _quantiles(raw, f"{at}.duration_ms", where) if isinstance(raw, dict) else {}
+        if errors:
+            notes.append(f"{mb} MB, {k} texts per request: {errors} of the requests failed")
+        if requests == 0 or not quantiles:
+            why = entry.get("skipped") or entry.get("error") or "no request answered"
+            notes.append(f"{mb} MB, {k} texts per request: not measured ({why})")
+            continue
+        client = entry.get("client_ms")
+        client_p99 = client.get("p99") if isinstance(client, dict) else None
+        billed = entry.get("billed_ms_mean")
+        found[k] = Batch(
+            texts_per_request=k,
+            requests=requests,
+            errors=errors,
+            durations_ms=_from_quantiles(quantiles),
+            p99_ms=quantiles.get(99.0, max(quantiles.values())),
+            client_p99_ms=None
+            if client_p99 is None
+            else _duration(client_p99, f"{at}.client_ms.p99", where),
+            billed_ms_mean=None
+            if billed is None
+            else _duration(billed, f"{at}.billed_ms_mean", where),
+            duration_source=str(entry["duration_source"]) if entry.get("duration_source") else None,
+        )
+    return dict(sorted(found.items()))
+
+
+def _count(entry: Mapping[str, Any], key: str, at: str, where: str) -> int:
+    value = entry.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DataError(f"{at}.{key}: {value!r} is not a count", path=where)
+    return value
 
 
 def _duration(value: Any, field: str, where: str) -> float:
