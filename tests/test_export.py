@@ -141,11 +141,11 @@ def test_bundle_gate_runs_the_behavioural_suite_on_both_graphs(
 
 @pytest.mark.parametrize(("qint8_rate", "chosen"), [(0.89, "qint8"), (0.87, "fp32")])
 def test_behaviour_drop_over_the_threshold_keeps_fp32(qint8_rate: float, chosen: str) -> None:
-    from slimbert.export.bundle import _behaviour_gate
+    from slimbert.export.gate import behaviour_gate
 
     options = ExportOptions(model=Path("m"), max_behaviour_drop=2.0)
     gate = {"passed": True, "chosen": "qint8"}
-    result = _behaviour_gate(
+    result = behaviour_gate(
         options, gate, {"cases": 100, "pass_rate": 0.90}, {"cases": 100, "pass_rate": qint8_rate}
     )
     assert result["chosen"] == chosen and result["passed"] is (chosen == "qint8")
@@ -245,13 +245,13 @@ def _gate(truth: list[int], fp32: list[int], qint8: list[int], **options: Any) -
     """The classification gate on given predictions (logits one-hot), without a model."""
     from types import SimpleNamespace
 
-    from slimbert.export.bundle import _classification_gate, _GateData
+    from slimbert.export.gate import GateData, classification_gate
 
     eye = np.eye(len(LABELS), dtype=np.float32)
-    data = _GateData(texts=["t"] * len(truth), labels=truth)
+    data = GateData(texts=["t"] * len(truth), labels=truth)
     source: Any = SimpleNamespace(labels=LABELS)
     opts = ExportOptions(model=Path("m"), validation="v.csv", **options)
-    return _classification_gate(opts, source, data, eye[fp32], eye[qint8], 0.0)
+    return classification_gate(opts, source, data, eye[fp32], eye[qint8], 0.0)
 
 
 def _rows(n: int, wrong: int) -> tuple[list[int], list[int]]:
@@ -262,7 +262,7 @@ def _rows(n: int, wrong: int) -> tuple[list[int], list[int]]:
 
 
 def test_one_row_is_worth_what_a_flipped_prediction_can_move() -> None:
-    from slimbert.export.bundle import one_row_points
+    from slimbert.export.gate import one_row_points
     from slimbert.metrics import classification_report
 
     truth, fp32 = _rows(50, 10)
@@ -286,7 +286,7 @@ def test_small_validation_set_does_not_refuse_int8_over_one_row() -> None:
     assert q["macro_f1_drop_points"] > 1.0 and (q["worse_rows"], q["better_rows"]) == (1, 0)
     assert q["distinguishable"] is False and q["drop_low_points"] <= 0
     assert gate["passed"] is True and gate["chosen"] == "qint8"
-    from slimbert.export.bundle import gate_verdict
+    from slimbert.export.gate import gate_verdict
 
     sizes = {
         v: {"bytes": b, "zipped_bytes": b} for v, b in (("fp32", 90 << 20), ("qint8", 15 << 20))
@@ -325,7 +325,7 @@ def test_negative_threshold_still_forces_fp32() -> None:
 
 
 def test_bootstrap_is_paired_and_seeded() -> None:
-    from slimbert.export.bundle import bootstrap_drops
+    from slimbert.export.gate import bootstrap_drops
 
     truth, fp32 = _rows(200, 20)
     t, f = np.array(truth), np.array(fp32)
@@ -416,21 +416,21 @@ def test_embedding_gate_uses_scored_pairs(embedder: Path, tmp_path: Path) -> Non
 
 
 def test_scored_pairs_are_read_with_or_without_header(tmp_path: Path) -> None:
-    from slimbert.export.bundle import _read_pairs
+    from slimbert.export.gate import read_pairs
 
     (tmp_path / "h.csv").write_text("score,sentence1,sentence2\n4.5,a b,a c\n1,x,y\n")
     (tmp_path / "n.csv").write_text('"a, b",a c,4.5\nx,y,1.0\n')
     (tmp_path / "bad.csv").write_text("a,b,1\nx,y,high\n")
     for name in ("h.csv", "n.csv"):
-        pairs = _read_pairs(str(tmp_path / name), "utf-8", limit=10)
+        pairs = read_pairs(str(tmp_path / name), "utf-8", limit=10)
         assert pairs is not None and pairs.scores == [4.5, 1.0]
         assert pairs.texts[1:] == ["x", "a c", "y"]
-    first = _read_pairs(str(tmp_path / "n.csv"), "utf-8", limit=1)
+    first = read_pairs(str(tmp_path / "n.csv"), "utf-8", limit=1)
     assert first is not None and first.texts == ["a, b", "a c"]
     with pytest.raises(DataError, match="line 2"):
-        _read_pairs(str(tmp_path / "bad.csv"), "utf-8", limit=10)
+        read_pairs(str(tmp_path / "bad.csv"), "utf-8", limit=10)
     (tmp_path / "t.csv").write_text("id,text,label\nr0,good,positive\n")
-    assert _read_pairs(str(tmp_path / "t.csv"), "utf-8", limit=10) is None
+    assert read_pairs(str(tmp_path / "t.csv"), "utf-8", limit=10) is None
 
 
 def test_bad_inputs_are_refused(classifier: Path, tiny_model: Path, tmp_path: Path) -> None:

@@ -1,15 +1,25 @@
-"""The export gate's statistics and its verdict for people (used by :mod:`slimbert.export.bundle`).
+"""The export's quality gate: int8 or fp32 (run by :mod:`slimbert.export.bundle`).
 
-What one changed prediction is worth in macro-F1, the paired bootstrap behind "distinguishable
+Its data (labelled validation texts, or scored sentence pairs for an embedder), the
+behavioural suite on both graphs, the decision per task, and the statistics behind it: what
+one changed prediction is worth in macro-F1, the paired bootstrap behind "distinguishable
 from noise", and the verdict text, with what the chosen variant leaves of a Lambda zip.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from slimbert.errors import DataError
+from slimbert.export.convert import OnnxRunner, Source
+
+if TYPE_CHECKING:
+    from slimbert.export.options import ExportOptions
 
 # Without scored pairs an embedder's int8 gate is the fp32/int8 agreement itself.
 MIN_MEAN_COSINE = 0.99
@@ -165,3 +175,248 @@ def _size_line(gate: dict[str, Any], sizes: dict[str, dict[str, int]]) -> str:
     if chosen == "fp32" and "qint8" in sizes and sizes["qint8"]["zipped_bytes"] / MIB <= room:
         text += " (int8 would)"
     return text + ": deploy the zip through S3 or a container, or a smaller student."
+
+
+# -- running the gate: its data, the int8 graph's scores, the verdict's figures ----------------
+
+
+@dataclasses.dataclass
+class GateData:
+    texts: list[str]
+    labels: list[int] | None = None
+    scores: list[float] | None = None  # pairs: texts = first sentences + second sentences
+
+
+def load_gate_data(options: ExportOptions, source: Source) -> GateData:
+    from slimbert.data.load import load_texts
+
+    assert options.validation is not None
+    if source.task == "embedding":
+        pairs = _pair_spec(options.validation, options.encoding, options.gate_rows)
+        if pairs is None:
+            pairs = read_pairs(options.validation, options.encoding, options.gate_rows)
+        if pairs is not None:
+            return pairs
+    data = load_texts(
+        options.validation,
+        text_column=options.text_column,
+        label_column=options.label_column if source.task == "classification" else None,
+        labels=source.labels,
+        encoding=options.encoding,
+        require_labels=source.task == "classification",
+    )
+    if len(data) == 0:
+        raise DataError("no rows for the quality gate", path=options.validation)
+    data = data.subset(range(min(len(data), options.gate_rows)))
+    return GateData(texts=data.texts, labels=data.labels)
+
+
+def _pair_spec(spec: str, encoding: str, limit: int) -> GateData | None:
+    """Scored pairs named the way every similarity stage names them (stsb:validation, ...)."""
+    from slimbert.data.pairs import is_pair_spec, load_pairs
+
+    if not is_pair_spec(spec):
+        return None
+    pairs = load_pairs(spec, encoding=encoding, limit=limit)
+    return GateData(texts=pairs.first + pairs.second, scores=pairs.require_scores())
+
+
+def read_pairs(spec: str, encoding: str, limit: int) -> GateData | None:
+    """Scored sentence pairs (STS-b style) from a CSV/TSV, with or without a header."""
+    import csv
+
+    path = Path(spec)
+    if path.suffix.lower() not in {".csv", ".tsv"} or not path.is_file():
+        return None
+    with open(path, encoding=encoding, newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    if not rows:
+        return None
+    names = [c.strip().lower() for c in rows[0]]
+    header = {"sentence1", "sentence2", "score"} <= set(names)
+    if header:
+        columns = (names.index("sentence1"), names.index("sentence2"), names.index("score"))
+    elif len(rows[0]) == 3 and _is_number(rows[0][2]):
+        columns = (0, 1, 2)
+    else:
+        return None
+    first, second, scores = [], [], []
+    skip = 1 if header else 0
+    for line, row in enumerate(rows[skip : skip + limit], start=1 + skip):
+        try:
+            scores.append(float(row[columns[2]]))
+            first.append(row[columns[0]])
+            second.append(row[columns[1]])
+        except (IndexError, ValueError) as exc:
+            raise DataError(f"not a scored sentence pair ({exc})", path=spec, line=line) from exc
+    if not scores:
+        raise DataError("no sentence pairs for the quality gate", path=spec)
+    return GateData(texts=first + second, scores=scores)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def classification_gate(
+    options: ExportOptions,
+    source: Source,
+    data: GateData | None,
+    fp32: np.ndarray,
+    qint8: np.ndarray | None,
+    diff: float,
+) -> dict[str, Any]:
+    from slimbert.metrics import classification_report
+
+    assert source.labels is not None
+    gate: dict[str, Any] = {
+        "data": options.validation,
+        "rows": 0 if data is None else len(data.texts),
+        "fp32": {"max_abs_logit_diff": diff, "macro_f1": None},
+        "qint8": None,
+        "threshold_points": options.max_f1_drop,
+        "passed": None,
+        "chosen": "fp32",
+    }
+    if data is None or data.labels is None:
+        return gate
+    f1_fp32 = classification_report(data.labels, fp32.argmax(1), source.labels)["macro_f1"]
+    gate["fp32"]["macro_f1"] = f1_fp32
+    if qint8 is None:
+        return gate
+    f1_int8 = classification_report(data.labels, qint8.argmax(1), source.labels)["macro_f1"]
+    drop = 100 * (f1_fp32 - f1_int8)
+    truth, p32, p8 = np.asarray(data.labels), fp32.argmax(1), qint8.argmax(1)
+    k = len(source.labels)
+    gate["one_row_points"] = one_row_points(truth, p32, k)
+    confidence = gate["confidence"] = options.gate_confidence
+    # Confidence 0 is the old rule (the drop alone): no bootstrap to run.
+    low = (
+        float(np.quantile(bootstrap_drops(truth, p32, p8, k), 1 - confidence))
+        if confidence
+        else drop
+    )
+    gate["qint8"] = {
+        "label_agreement": float(np.mean(p8 == p32)),
+        "macro_f1": f1_int8,
+        "macro_f1_drop_points": drop,
+        # McNemar's discordant rows: int8 wrong where fp32 is right, and the other way round.
+        "worse_rows": int(np.sum((p32 == truth) & (p8 != truth))),
+        "better_rows": int(np.sum((p32 != truth) & (p8 == truth))),
+        "drop_low_points": low,
+        "distinguishable": bool(low > 0),
+    }
+    over = drop > options.max_f1_drop
+    # A negative threshold forces fp32; otherwise a drop within noise does not refuse int8.
+    refused = over and (options.max_f1_drop < 0 or low > 0)
+    return _decide(gate, not refused)
+
+
+def behaviour_results(
+    source: Source, graphs: list[Path], tokenizer: Any, pad_id: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The behavioural suite's results for the fp32 and the int8 graph (3-class sentiment)."""
+    from slimbert.models import behaviour
+    from slimbert.models.scoring import softmax
+
+    if source.labels is None or not behaviour.applies_to(source.labels):
+        return None
+    cases = behaviour.load_suite()
+    results = []
+    for graph in graphs:
+        runner = OnnxRunner(graph, tokenizer, pad_id)
+
+        def probabilities(texts: list[str], runner: OnnxRunner = runner) -> np.ndarray:
+            return softmax(runner.run(texts))
+
+        results.append(behaviour.run_suite(probabilities, source.labels, cases))
+    return results[0], results[1]
+
+
+def behaviour_gate(
+    options: ExportOptions, gate: dict[str, Any], fp32: dict[str, Any], qint8: dict[str, Any]
+) -> dict[str, Any]:
+    """int8 must also keep the behavioural pass rate within ``max_behaviour_drop`` points."""
+    drop = 100 * (fp32["pass_rate"] - qint8["pass_rate"])
+    gate["behaviour"] = {
+        "cases": fp32["cases"],
+        "fp32_pass_rate": fp32["pass_rate"],
+        "qint8_pass_rate": qint8["pass_rate"],
+        "drop_points": drop,
+        "threshold_points": options.max_behaviour_drop,
+    }
+    if gate.get("passed") and drop > options.max_behaviour_drop:
+        return _decide(gate, False)
+    return gate
+
+
+def embedding_gate(
+    options: ExportOptions,
+    data: GateData | None,
+    fp32: np.ndarray,
+    qint8: np.ndarray | None,
+    diff: float,
+) -> dict[str, Any]:
+    pairs = data is not None and data.scores is not None
+    gate: dict[str, Any] = {
+        "data": options.validation,
+        "rows": 0 if data is None else len(data.scores or data.texts),
+        "pairs": pairs,
+        "fp32": {"max_abs_embedding_diff": diff, "spearman": None},
+        "qint8": None,
+        "metric": "spearman_drop_points" if pairs else "cosine_mean",
+        "threshold_points": options.max_spearman_drop if pairs else None,
+        "threshold_cosine": None if pairs else MIN_MEAN_COSINE,
+        "passed": None,
+        "chosen": "fp32",
+    }
+    if data is None:
+        return gate
+    if data.scores is not None:
+        gate["fp32"]["spearman"] = _spearman(fp32, data.scores)
+    if qint8 is None:
+        return gate
+    cosine = np.sum(_unit(fp32) * _unit(qint8), axis=1)
+    gate["qint8"] = {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min())}
+    if data.scores is None:
+        return _decide(gate, float(cosine.mean()) >= MIN_MEAN_COSINE)
+    rho = _spearman(qint8, data.scores)
+    drop = 100 * (gate["fp32"]["spearman"] - rho)
+    gate["qint8"].update({"spearman": rho, "spearman_drop_points": drop})
+    return _decide(gate, drop <= options.max_spearman_drop)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _spearman(vectors: np.ndarray, scores: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    half = len(scores)
+    similarity = np.sum(_unit(vectors[:half]) * _unit(vectors[half:]), axis=1)
+    return float(spearmanr(similarity, scores).statistic)
+
+
+def _decide(gate: dict[str, Any], passed: bool) -> dict[str, Any]:
+    gate["passed"] = passed
+    gate["chosen"] = "qint8" if passed else "fp32"
+    return gate
+
+
+def model_sizes(model: Path) -> dict[str, int]:
+    """A model file's bytes, and its bytes deflated as the package's zip stores it."""
+    import zlib
+
+    packer = zlib.compressobj(6)
+    zipped = 0
+    with open(model, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            zipped += len(packer.compress(chunk))
+    zipped += len(packer.flush())
+    return {"bytes": model.stat().st_size, "zipped_bytes": zipped}

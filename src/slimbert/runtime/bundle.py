@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 FORMAT = "slimbert-bundle/1"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
+# The model file names `slimbert export` writes (docs/bundle.md); a bundle names its own in
+# the manifest's model_file, so the runtime never relies on these.
+FP32_FILE = "model_fp32.onnx"
+QINT8_FILE = "model_qint8.onnx"
 TASKS = ("classification", "embedding")
 FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_OUTPUT = {"classification": "logits", "embedding": "embeddings"}
