@@ -105,6 +105,7 @@ _OS_HINTS: dict[type[OSError], str] = {
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """A command whose user errors (SlimbertError, a missing or unreadable file) end in one
     line and exit 2; Ctrl-C exits 130 and keeps finished work."""
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
