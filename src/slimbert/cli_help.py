@@ -223,6 +223,8 @@ STAGE_HELP: dict[str, dict[str, str]] = {
         "--results' platform).",
         "memory_mb": "Memory sizes to price in MB, e.g. 512,1024 (left out: the --results' "
         "sizes, else 1024).",
+        "batch": "Texts per request to price per 1M predictions, e.g. 32 (left out: every batch "
+        "size the --results measured; with --duration-ms, that is each request's duration).",
         "out": "Write <out>.json and <out>.md (left out: print only).",
     },
     "report": {
@@ -264,6 +266,9 @@ STAGE_HELP: dict[str, dict[str, str]] = {
         "requests": "Requests per memory size, one at a time, with real texts.",
         "concurrency_memory_mb": "Memory size for the concurrency runs (left out: 1769 when "
         "measured, else the largest).",
+        "batch_sizes": "Texts per request of the batched runs, each 1..64, e.g. 1,8,32,64 "
+        "(empty: none).",
+        "batch_requests": "Requests per batch size and memory size (--quick: 10).",
     },
     "bench-index": {"threads": "CPU threads per query."},
     "index-build": {

@@ -58,7 +58,7 @@ def method_command(
 
 def deploy_command(options: Any, report: dict[str, Any]) -> str:
     """The command that deploys what ``slimbert package`` just wrote (docs/deploy.md)."""
-    from slimbert.deploy.package import GCP_ENTRY_POINT
+    from slimbert.deploy.platforms import GCP_ENTRY_POINT
 
     if options.target == "gcp-function":
         return (
@@ -177,7 +177,7 @@ def register_stages(
         doing="package: wheels, code and bundle",
     )
     def _package(options: Any, report: Any) -> None:
-        from slimbert.deploy.package import size_table
+        from slimbert.deploy.archive import size_table
 
         out.print(size_table(report))
         out.print(deploy_command(options, report), soft_wrap=True, highlight=False, markup=False)
