@@ -430,23 +430,9 @@ def pair_similarities(
     Sentences go to ``embed`` sorted by length, ``batch_size`` at a time (little padding); the
     vectors are L2-normalised here, so ``embed`` may return raw or normalised vectors.
     """
-    unique = sorted(pairs.sentences(), key=lambda s: (len(s), s))
-    if not unique:
-        return np.zeros(0, dtype=np.float32)
-    chunks = [
-        np.asarray(embed(unique[start : start + batch_size]), dtype=np.float32)
-        for start in range(0, len(unique), batch_size)
-    ]
-    vectors = np.concatenate(chunks)
-    if vectors.ndim != 2 or len(vectors) != len(unique):
-        raise ModelError(
-            f"the embedding function returned shape {vectors.shape} for {len(unique)} sentences"
-        )
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    where = {sentence: i for i, sentence in enumerate(unique)}
-    first = vectors[[where[s] for s in pairs.first]]
-    second = vectors[[where[s] for s in pairs.second]]
-    return np.sum(first * second, axis=1)
+    from slimbert.metrics import cosine_similarities
+
+    return cosine_similarities(*_pair_vectors(embed, pairs, batch_size))
 
 
 def spearman_x100(
@@ -458,13 +444,31 @@ def spearman_x100(
     ``lambda t: model.encode(t)`` for sentence-transformers). NaN when either side is
     constant. Raises :class:`~slimbert.errors.DataError` when the pairs have no scores.
     """
-    from scipy.stats import spearmanr
+    from slimbert.metrics import cosine_spearman
 
     scores = pairs.require_scores()
-    similarity = pair_similarities(embed, pairs, batch_size=batch_size)
-    if len(scores) < 2 or np.ptp(similarity) == 0 or np.ptp(scores) == 0:
-        return float("nan")  # spearmanr would warn and return NaN too
-    return float(100 * spearmanr(similarity, scores).statistic)
+    return 100 * cosine_spearman(*_pair_vectors(embed, pairs, batch_size), scores)
+
+
+def _pair_vectors(
+    embed: Callable[[list[str]], np.ndarray], pairs: PairSet, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors of each pair's first and of its second sentence, as ``embed`` returns them."""
+    unique = sorted(pairs.sentences(), key=lambda s: (len(s), s))
+    if not unique:
+        empty = np.zeros((0, 0), dtype=np.float32)
+        return empty, empty
+    chunks = [
+        np.asarray(embed(unique[start : start + batch_size]), dtype=np.float32)
+        for start in range(0, len(unique), batch_size)
+    ]
+    vectors = np.concatenate(chunks)
+    if vectors.ndim != 2 or len(vectors) != len(unique):
+        raise ModelError(
+            f"the embedding function returned shape {vectors.shape} for {len(unique)} sentences"
+        )
+    where = {sentence: i for i, sentence in enumerate(unique)}
+    return vectors[[where[s] for s in pairs.first]], vectors[[where[s] for s in pairs.second]]
 
 
 class _TorchEmbedder:
