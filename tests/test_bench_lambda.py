@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from runtime_fixtures import CUES, FILLER
-from slimbert.deploy.local import find_python312, host_arch, rie_binary
+from slimbert.deploy.toolchain import find_python312, host_arch, rie_binary
 from slimbert.errors import ConfigError, SlimbertError
 from slimbert.lab import cgroups
 from slimbert.lab.bench_lambda import BenchLambdaOptions, _platform_fields, run_lambda_bench

@@ -39,7 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from slimbert.deploy.local import AWSLAMBDARIC_PIN, SAM_CLI_PIN, find_python312, host_arch
+from slimbert.deploy.toolchain import AWSLAMBDARIC_PIN, SAM_CLI_PIN, find_python312, host_arch
 from slimbert.errors import SlimbertError
 from slimbert.lab import cgroups
 from slimbert.lab.benchmarks import machine_info, save_results

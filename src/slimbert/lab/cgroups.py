@@ -41,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from slimbert.deploy.platforms import AWS_MAX_VCPUS, AWS_MB_PER_VCPU
 from slimbert.errors import SlimbertError
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,6 @@ MIN_QUOTA_US = 1_000  # the kernel refuses a smaller cpu.cfs_quota_us
 MAX_PERIOD_US = 1_000_000  # ... and a longer cpu.cfs_period_us
 MIB = 1 << 20
 
-AWS_MB_PER_VCPU = 1769
-AWS_MAX_VCPUS = 6.0
 GCP_GHZ_PER_VCPU = 2.4
 # https://cloud.google.com/functions/1stgendocs/configuring/memory (GHz per memory tier)
 GCP_GEN1_GHZ = {128: 0.2, 256: 0.4, 512: 0.8, 1024: 1.4, 2048: 2.4, 4096: 4.8, 8192: 4.8}

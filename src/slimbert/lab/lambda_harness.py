@@ -63,7 +63,7 @@ def size_cpu(opts: BenchLambdaOptions, memory_mb: int) -> dict[str, Any]:
     requested = cgroups.platform_cpu(memory_mb, opts.platform, opts.gcp_cpu)
     vcpus, capped = cgroups.effective_cpu(requested)
     if opts.platform == "aws":
-        from slimbert.deploy.package import lambda_threads
+        from slimbert.deploy.platforms import lambda_threads
 
         threads = lambda_threads(memory_mb)  # what the packaged template sets for this size
     else:

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from slimbert.deploy.local import (
+    LocalFunction,
     LocalGcp,
     LocalLambda,
-    _LocalFunction,
     free_port,
     function_url_event,
 )
@@ -58,7 +58,7 @@ class Instance(Protocol):
     def log_tail(self, lines: int = 20) -> str: ...
 
 
-class _Prefixed(_LocalFunction):
+class _Prefixed(LocalFunction):
     """Starts its command behind ``prefix``: the wrapper that joins a cgroup or pins CPUs."""
 
     prefix: tuple[str, ...] = ()
