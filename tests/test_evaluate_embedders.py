@@ -262,7 +262,7 @@ def test_a_model_alias_names_its_folder_and_a_missing_folder_is_one_error(tmp_pa
 
     from slimbert.errors import ModelError
     from slimbert.models.load import resolve_model
-    from slimbert.train.evaluate import _model_path
+    from slimbert.train.eval_common import model_path as _model_path
 
     with pytest.raises(ModelError):
         _model_path(str(tmp_path / "missing"))

@@ -213,7 +213,7 @@ def encode(st: Any, sentences: Sequence[str], batch_size: int = 128) -> np.ndarr
 
 def spearman(st: Any, pairs: PairSet, batch_size: int = 128) -> float:
     """Spearman correlation of cosine similarity with the gold scores (not ×100)."""
-    from slimbert.train.evaluate import spearman_x100
+    from slimbert.train.eval_embedders import spearman_x100
 
     def embed(texts: list[str]) -> np.ndarray:
         return encode(st, texts, batch_size)
