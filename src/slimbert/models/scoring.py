@@ -26,7 +26,12 @@ class Scorer(Protocol):
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    """Row-wise float32 probabilities of ``logits / temperature``.
+
+    The serving runtime's softmax (one implementation for the function and the stages, so a
+    bundle and its evaluation agree to the bit); the temperature is applied here, in float64,
+    before it. Imported on use: the runtime module loads ``tokenizers``.
+    """
+    from slimbert.runtime.bundle import softmax as runtime_softmax
+
+    return runtime_softmax(np.asarray(logits, dtype=np.float64) / temperature)
