@@ -24,7 +24,7 @@ def test_quick_profile_runs_the_sentiment_pipeline_end_to_end(
 
     from slimbert.cli import app
     from slimbert.data.pairs import data_dir
-    from slimbert.deploy.local import find_python312
+    from slimbert.deploy.toolchain import find_python312
     from slimbert.errors import SlimbertError
 
     try:

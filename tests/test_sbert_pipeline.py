@@ -24,7 +24,7 @@ def test_quick_profile_runs_the_sbert_pipeline_end_to_end(tmp_path: Path) -> Non
     from typer.testing import CliRunner
 
     from slimbert.cli import app
-    from slimbert.deploy.local import find_python312
+    from slimbert.deploy.toolchain import find_python312
     from slimbert.errors import SlimbertError
     from slimbert.io import read_json
 
