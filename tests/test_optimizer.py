@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay and frozen lower layers (train._optimizer)."""
+"""Layer-wise learning-rate decay and frozen lower layers (train.loop.make_optimizer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from slimbert.errors import ConfigError
 from slimbert.models.load import TorchClassifier
 from slimbert.train.finetune import TrainOptions
-from slimbert.train.loop import _optimizer, encoder_depth
+from slimbert.train.loop import encoder_depth, make_optimizer
 
 
 def test_encoder_depth_orders_embeddings_layers_and_head() -> None:
@@ -21,7 +21,7 @@ def test_encoder_depth_orders_embeddings_layers_and_head() -> None:
 
 def test_layer_decay_and_freezing(tiny_model: Path) -> None:
     clf = TorchClassifier.build(tiny_model, ("a", "b"), max_length=16)  # 4 layers
-    optimizer = _optimizer(clf.module, 1.0, 0.01, layer_decay=0.5, freeze_layers=2)
+    optimizer = make_optimizer(clf.module, 1.0, 0.01, layer_decay=0.5, freeze_layers=2)
     lrs = {}
     for group in optimizer.param_groups:
         for param in group["params"]:
@@ -35,7 +35,7 @@ def test_layer_decay_and_freezing(tiny_model: Path) -> None:
     assert by_name["bert.encoder.layer.3.output.dense.weight"] == 0.5
     assert by_name["bert.encoder.layer.1.output.dense.weight"] == 0.125
     # Without options every trainable parameter keeps the base rate (the old behaviour).
-    plain = _optimizer(TorchClassifier.build(tiny_model, ("a", "b")).module, 2e-5, 0.01)
+    plain = make_optimizer(TorchClassifier.build(tiny_model, ("a", "b")).module, 2e-5, 0.01)
     assert {g["lr"] for g in plain.param_groups} == {2e-5}
 
 

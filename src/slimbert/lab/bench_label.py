@@ -232,7 +232,7 @@ def _ray_runs(
     """Local against Ray on the same cores (fp32 teacher), then the two faults."""
     import ray
 
-    from slimbert.train.label import _load_scorer, read_silver
+    from slimbert.train.label import load_teacher_scorer, read_silver
 
     cores = max(options.cores)
     out: dict[str, Any] = {"cores": cores, "actors": cores, "teacher": "fp32"}
@@ -259,7 +259,10 @@ def _ray_runs(
         if options.faults:
             marker = work / "killed-actor.marker"
             factory = partial(
-                _killing_teacher, partial(_load_scorer, str(bundle), "onnx", None), str(marker), 3
+                _killing_teacher,
+                partial(load_teacher_scorer, str(bundle), "onnx", None),
+                str(marker),
+                3,
             )
             killed = _run_with_factory(options, work, bundle, factory, cores)
             silver, _ = read_silver(killed)
