@@ -66,3 +66,14 @@ def test_serving_bench_compares_bundle_and_torch(tiny_model: Path, tiny_data, tm
     assert 0 <= report["handler_overhead_fraction"] < 1
     assert report["ratios"]["cold_start_teacher_over_bundle"] > 0
     assert (Path(report["out"]) / "serving.md").is_file()
+    # The function's own cold-start budget: every phase, a table and a plot beside the JSON.
+    from slimbert.runtime.phases import PHASES
+
+    cold = report["cold_start"]["bundle"]
+    assert list(cold["phases_ms"]) == list(PHASES)
+    assert cold["phases_ms"]["session"] > 0 and cold["phases_ms"]["first_request"] > 0
+    assert len(cold["runs"]) == 1 and cold["runs"][0]["interpreter_source"] == "launcher"
+    assert cold["phases_total_ms"] <= cold["wall_ms"]["p50"] * 1.05  # inside the wall clock
+    markdown = (Path(report["out"]) / "serving.md").read_text()
+    assert "| session |" in markdown and "serving_coldstart.png" in markdown
+    assert (Path(report["out"]) / "serving_coldstart.png").stat().st_size > 1000

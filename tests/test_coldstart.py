@@ -114,6 +114,52 @@ def test_launcher_stamp_and_proc_start_time(monkeypatch: pytest.MonkeyPatch) -> 
         assert rec.phases_ms["interpreter"] > 0
 
 
+def test_a_process_that_only_drives_the_handler_can_stay_silent() -> None:
+    stream = io.StringIO()
+    rec = PhaseRecorder(None, "none")
+    rec.silence()
+    assert rec.finish_init(stream=stream) is None
+    assert rec.finish_first(time.perf_counter(), 200, stream=stream) is None
+    assert stream.getvalue() == ""
+
+
+def _run(ms: dict[str, float]) -> dict[str, object]:
+    return {"phases_ms": ms, "total_ms": sum(ms.values())}
+
+
+def test_phase_table_medians_and_columns() -> None:
+    from slimbert.lab.coldstart import phase_medians, phase_table
+
+    runs = [
+        _run({"interpreter": 10, "session": 30, "first_request": 2}),
+        _run({"interpreter": 20, "session": 10, "first_request": 4}),
+        _run({"interpreter": 30, "session": 20, "first_request": 3, "mine": 1}),
+    ]
+    medians = phase_medians(runs)
+    assert list(medians) == ["interpreter", "session", "first_request", "mine", "total"]
+    assert medians["interpreter"] == 20 and medians["session"] == 20 and medians["mine"] == 0
+    # The total is the median of the runs' totals (42, 34, 54), not the sum of the medians.
+    assert medians["total"] == 42
+    table = phase_table(runs)
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| phase | median ms | share | cumulative ms |"
+    assert rows[1] == "| interpreter | 20.0 | 48% | 20.0 |"
+    assert rows[3] == "| first_request | 3.0 | 7% | 43.0 |"
+    assert "**42.0**" in rows[-1]
+    both = phase_table({"before": runs, "after": runs[:1]})
+    assert "| phase | before | after |" in both and "| session | 20.0 | 30.0 |" in both
+    assert phase_medians([]) == {}
+
+
+def test_plot_phases_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from slimbert.lab.coldstart import plot_phases
+
+    runs = [_run({"interpreter": 10.0, "import_numpy": 50.0, "session": 9.0})]
+    path = plot_phases({"before": runs, "after": runs}, tmp_path / "p" / "cold.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # -- the function, cold, in a fresh process ---------------------------------------------------
 
 pytest.importorskip("onnxruntime")
@@ -134,7 +180,7 @@ for _ in range(2):
     out = h.lambda_handler({"texts": ["good great", "bad awful"]}, None)
     assert [p["label"] for p in out["predictions"]] == ["positive", "negative"], out
 h.reload()  # a later load is no cold start: no second line
-print("answered")
+print("answered", [m for m in ("base64", "dataclasses", "torch") if m in sys.modules])
 """
 
 
@@ -159,7 +205,9 @@ def _cold(bundle: Path, **env: str) -> subprocess.CompletedProcess[str]:
 def test_a_cold_start_reports_every_phase_once(bundle_dir: Path) -> None:
     done = _cold(bundle_dir, SLIMBERT_LAUNCHED_AT=str(time.time()))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "answered"
+    # Imports trimmed: what only some requests need is imported by them (base64 bodies), and
+    # the runtime's classes are plain ones (no dataclasses).
+    assert done.stdout.strip() == "answered []"
     assert done.stderr.count(INIT_WORD + " ") == 1 and done.stderr.count(FIRST_WORD + " ") == 1
     (run,) = read_phase_lines(done.stderr)
     assert list(run["phases_ms"]) == list(PHASES)
@@ -237,3 +285,66 @@ def test_packaged_function_checks_sizes_unless_asked_for_the_full_check(
     assert done.returncode != 0 and "does not match the sha256 recorded" in done.stderr
     done = _cold(bundle_dir, SLIMBERT_VERIFY="never")
     assert done.returncode != 0 and "SLIMBERT_VERIFY" in done.stderr
+
+
+# -- the graph as the function loads it: weights apart, optimised once --------------------------
+
+
+def _runtime_bundle(src: Path, dst: Path, **graph: object) -> Path:
+    """``src`` re-saved the way `slimbert export` now writes it."""
+    from runtime_fixtures import write_manifest
+    from slimbert.export.convert import runtime_graph
+
+    dst.mkdir()
+    shutil.copy(src / "tokenizer.json", dst / "tokenizer.json")
+    # The embedding table apart: the toy's tensors are all under the 1 KiB default.
+    record = runtime_graph(src / "model_fp32.onnx", dst / "model_fp32.onnx", size_threshold=256)
+    assert record is not None
+    write_manifest(
+        dst,
+        model_data_file="model_fp32.onnx.data",
+        graph_optimization={**record, **graph},
+        files={},
+    )
+    manifest = json.loads((dst / "manifest.json").read_text())
+    from runtime_fixtures import file_entry
+
+    names = ["model_fp32.onnx", "model_fp32.onnx.data", "tokenizer.json"]
+    manifest["files"] = {n: file_entry(dst / n) for n in names}
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_an_optimised_graph_with_its_weights_apart_loads_without_reoptimising(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from slimbert.runtime.bundle import BundleError, load_bundle, model_bytes
+
+    texts = ["good great", "bad awful", "table chair", "the flight was so so"]
+    plain = load_bundle(bundle_dir, threads=1)
+    saved = load_bundle(_runtime_bundle(bundle_dir, tmp_path / "saved"), threads=1)
+    level = ort.GraphOptimizationLevel
+    assert saved._session.get_session_options().graph_optimization_level == level.ORT_DISABLE_ALL
+    assert plain._session.get_session_options().graph_optimization_level == level.ORT_ENABLE_ALL
+    np.testing.assert_allclose(saved.logits(texts), plain.logits(texts), atol=1e-4)
+    files = saved.manifest["files"]
+    assert model_bytes(saved.manifest) == sum(files[n]["bytes"] for n in files if "model" in n)
+    # Saved by another onnxruntime: optimised at load as before, same answers.
+    other = load_bundle(
+        _runtime_bundle(bundle_dir, tmp_path / "other", onnxruntime="0.0.1"), threads=1
+    )
+    assert other._session.get_session_options().graph_optimization_level == level.ORT_ENABLE_ALL
+    np.testing.assert_allclose(other.logits(texts), plain.logits(texts), atol=1e-4)
+    # The weights are a bundle file like any other: missing or changed, the load is refused.
+    (tmp_path / "other" / "model_fp32.onnx.data").unlink()
+    with pytest.raises(BundleError, match=r"model_fp32\.onnx\.data is missing"):
+        load_bundle(tmp_path / "other", threads=1, verify="sizes")
+    weights = tmp_path / "saved" / "model_fp32.onnx.data"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        load_bundle(tmp_path / "saved", threads=1)

@@ -106,6 +106,42 @@ def test_fp32_graph_matches_torch_at_any_batch_and_length(
     assert ids == clf.encode(TEXTS)["input_ids"]
 
 
+def test_runtime_graph_answers_as_the_graph_the_gate_measured(
+    classifier: Path,
+    bundle: tuple[Path, dict[str, Any]],
+    fp32_bundle: tuple[Path, dict[str, Any]],
+) -> None:
+    """The graph saved for the function (weights apart, onnxruntime's rewrites done, loaded
+    with optimisations off) gives the logits of the unoptimised graph within 1e-4."""
+    import onnx
+    import onnxruntime as ort
+
+    from slimbert.export.convert import WEIGHTS_SHA256_KEY
+    from slimbert.runtime import load_bundle
+
+    clf = TorchClassifier.load(classifier)
+    for out, manifest in (fp32_bundle, bundle):
+        graph = manifest["graph_optimization"]
+        assert graph["level"] == "extended" and graph["onnxruntime"] == ort.__version__
+        assert 0 <= graph["max_abs_diff"] <= 1e-4
+        data = manifest["model_data_file"]
+        assert data == manifest["model_file"] + ".data" and data in manifest["files"]
+        # The graph's digest pins its weights: the graph names the weights file's sha256.
+        props = onnx.load(str(out / manifest["model_file"]), load_external_data=False)
+        weights = {p.key: p.value for p in props.metadata_props}[WEIGHTS_SHA256_KEY]
+        assert weights == manifest["files"][data]["sha256"] == sha256_file(out / data)
+        served = load_bundle(out, threads=1)
+        level = served._session.get_session_options().graph_optimization_level
+        assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        logits = served.logits(TEXTS)
+        # The same graph re-optimised in memory at load, as every bundle was served before.
+        np.testing.assert_allclose(
+            logits, run_onnx(out / manifest["model_file"], out / "tokenizer.json", TEXTS), atol=1e-4
+        )
+        if manifest["variant"] != "qint8":
+            np.testing.assert_allclose(logits, clf.logits(TEXTS), atol=1e-4)  # torch itself
+
+
 def test_manifest_follows_docs_and_checksums(bundle: tuple[Path, dict[str, Any]]) -> None:
     out, manifest = bundle
     documented = documented_manifest()
@@ -212,7 +248,11 @@ def test_impossible_gate_keeps_fp32(fp32_bundle: tuple[Path, dict[str, Any]]) ->
     gate = manifest["gate"]
     assert gate["passed"] is False and gate["chosen"] == "fp32"
     assert manifest["model_file"] == "model_fp32.onnx" and manifest["variant"] == "fp32-opt"
-    assert sorted(manifest["files"]) == ["model_fp32.onnx", "tokenizer.json"]
+    assert sorted(manifest["files"]) == [
+        "model_fp32.onnx",
+        "model_fp32.onnx.data",
+        "tokenizer.json",
+    ]
     assert not (out / "model_qint8.onnx").exists()
 
 
@@ -237,6 +277,7 @@ def test_failed_gate_is_logged(
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
         "manifest.json",
         "model_qint8.onnx",
+        "model_qint8.onnx.data",
         "tokenizer.json",
     ]
 

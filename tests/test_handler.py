@@ -653,7 +653,8 @@ def test_an_edited_manifest_fails_the_lambda_init(bundle_dir: Path, tmp_path: Pa
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Any]:
-    from slimbert.deploy.local import LocalGcp, find_python312
+    from slimbert.deploy.local import LocalGcp
+    from slimbert.deploy.toolchain import find_python312
     from test_package import _BUILT
 
     try:

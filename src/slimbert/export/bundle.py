@@ -2,7 +2,8 @@
 
 The stage chains the steps of :mod:`slimbert.export.convert` (load the torch model, export it
 to ONNX, fuse, check the fp32 graph against torch, quantise to int8) and the quality gate of
-:mod:`slimbert.export.gate` (int8 or fp32), then writes the bundle of ``docs/bundle.md``
+:mod:`slimbert.export.gate` (int8 or fp32), saves the chosen graph as the function loads it
+(checked against the graph the gate measured), then writes the bundle of ``docs/bundle.md``
 atomically, and an export report beside it. Its file names are the runtime's
 (:mod:`slimbert.runtime.bundle`): one home for what the function reads.
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from slimbert.errors import ConfigError, ModelError
 from slimbert.export.convert import (
+    DATA_SUFFIX,
     PROBES,
     OnnxRunner,
     Source,
@@ -31,6 +33,7 @@ from slimbert.export.convert import (
     load_source,
     prune_graph,
     quantize_int8,
+    runtime_graph,
     write_tokenizer,
 )
 from slimbert.export.gate import (
@@ -50,11 +53,17 @@ from slimbert.runtime.bundle import (
     MANIFEST_FILE,
     QINT8_FILE,
     TOKENIZER_FILE,
+    model_bytes,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AUTO", "ExportOptions", "export_model"]  # the stage's names, options included
+
+# The graph saved for the function must answer as the graph the gate measured: this close
+# (logits or embedding components), on the probes and the first validation texts.
+RUNTIME_GRAPH_TOLERANCE = 1e-4
+RUNTIME_CHECK_TEXTS = 256
 
 
 def export_model(
@@ -157,7 +166,15 @@ def export_model(
         (log.info if gate["chosen"] == "qint8" or qint8_out is None else log.warning)(
             "%s", gate["verdict"]
         )
-        manifest = _write_bundle(out, work / chosen, work / TOKENIZER_FILE, source, options, gate)
+        say("saving the graph as the function loads it")
+        tick = time.perf_counter()
+        model, graph_optimization = _runtime_graph(
+            work / chosen, texts, tokenizer, pad_id, options.optimize
+        )
+        timings["runtime_graph_s"] = time.perf_counter() - tick
+        manifest = _write_bundle(
+            out, model, work / TOKENIZER_FILE, source, options, gate, graph_optimization
+        )
     timings["total_s"] = time.perf_counter() - start
     report = {
         "stage": options.stage,
@@ -170,8 +187,39 @@ def export_model(
     }
     # Replaces only an export report slimbert wrote (a user's file of that name is kept).
     write_report(out.parent / f"{out.name}.export.json", report, "export report")
-    log.info("bundle %s: %s, %d bytes", out, chosen, manifest["files"][chosen]["bytes"])
+    log.info("bundle %s: %s, %d bytes", out, chosen, model_bytes(manifest))
     return manifest
+
+
+def _runtime_graph(
+    model: Path, texts: list[str], tokenizer: Any, pad_id: int, optimize: bool
+) -> tuple[Path, dict[str, Any] | None]:
+    """The chosen graph as the function loads it (:func:`convert.runtime_graph`), checked
+    against the graph the gate measured, run as before (optimised in memory at load).
+
+    Answers further apart than :data:`RUNTIME_GRAPH_TOLERANCE` keep the gate's graph as it is
+    (one file, optimised at every load), with a warning: the bundle never serves other
+    answers than the ones the gate passed.
+    """
+    final = model.parent / "runtime" / model.name
+    final.parent.mkdir()
+    graph_optimization = runtime_graph(model, final, optimize=optimize)
+    sample = texts[:RUNTIME_CHECK_TEXTS]
+    before = OnnxRunner(model, tokenizer, pad_id).run(sample)
+    after = OnnxRunner(final, tokenizer, pad_id, optimized=graph_optimization is not None)
+    diff = float(np.abs(after.run(sample) - before).max())
+    if not diff <= RUNTIME_GRAPH_TOLERANCE:
+        log.warning(
+            "the graph saved for the runtime differs from the gate's by %.2e (allowed %.0e): "
+            "keeping the gate's graph, optimised at every load",
+            diff,
+            RUNTIME_GRAPH_TOLERANCE,
+        )
+        return model, None
+    log.info("runtime graph matches the gate's: max abs diff %.2e", diff)
+    if graph_optimization is not None:
+        graph_optimization["max_abs_diff"] = diff
+    return final, graph_optimization
 
 
 def _with_recorded_validation(options: ExportOptions) -> ExportOptions:
@@ -218,6 +266,7 @@ def _write_bundle(
     source: Source,
     options: ExportOptions,
     gate: dict[str, Any],
+    graph_optimization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     import onnx
 
@@ -228,11 +277,15 @@ def _write_bundle(
     opset = next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out, kind="bundle") as tmp:
+        weights = model.with_name(model.name + DATA_SUFFIX)
+        data_file = weights.name if weights.is_file() else None
         os.replace(model, tmp / model.name)
+        if data_file is not None:
+            os.replace(weights, tmp / data_file)
         shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
         files = {
             name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-            for name in (model.name, TOKENIZER_FILE)
+            for name in (model.name, *([data_file] if data_file else []), TOKENIZER_FILE)
         }
         variant = (
             "qint8" if model.name == QINT8_FILE else "fp32-opt" if options.optimize else "fp32"
@@ -241,6 +294,8 @@ def _write_bundle(
             "format": BUNDLE_FORMAT,
             "task": source.task,
             "model_file": model.name,
+            # The weights, beside the graph (ONNX external data), when the export saved them so.
+            **({"model_data_file": data_file} if data_file else {}),
             "variant": variant,
             "labels": list(source.labels) if source.labels is not None else None,
             "max_length": source.max_length,
@@ -250,6 +305,8 @@ def _write_bundle(
             "inputs": [i.name for i in graph.graph.input if i.name not in initializers],
             "outputs": [o.name for o in graph.graph.output],
             "opset": int(opset),
+            # onnxruntime's rewrites saved in the graph: the runtime loads it without them.
+            **({"graph_optimization": graph_optimization} if graph_optimization else {}),
             "files": files,
             "source_model": str(options.model),
             # What eval of the bundle defaults to (slimbert.data.owndata.recorded_data).

@@ -6,7 +6,9 @@ sequence axes dynamic; an embedder's mean pooling and L2 normalisation are insid
 Step 3: fuse attention, LayerNorm and GELU with the onnxruntime transformer optimiser (the
 caller checks that the fp32 graph reproduces torch), and quantise the weights to int8.
 :class:`OnnxRunner` runs a graph as the runtime will, for those checks and the quality gate
-(:mod:`slimbert.export.gate`). The bundle stage (:mod:`slimbert.export.bundle`) chains them.
+(:mod:`slimbert.export.gate`). Last, :func:`runtime_graph` saves the chosen graph as the
+function loads it for a short cold start: weights in a file beside it, onnxruntime's portable
+rewrites done (docs/bundle.md). The bundle stage (:mod:`slimbert.export.bundle`) chains them.
 
 Choices, and why:
 
@@ -355,15 +357,22 @@ def quantize_int8(fp32: Path, dst: Path) -> None:
 class OnnxRunner:
     """Runs a graph as the runtime will: declared inputs only, length-sorted padded batches."""
 
-    def __init__(self, path: Path, tokenizer: Any, pad_id: int, threads: int = 2) -> None:
+    def __init__(
+        self, path: Path, tokenizer: Any, pad_id: int, threads: int = 2, *, optimized: bool = False
+    ) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # In memory only, so hardware-specific rewrites are fine here.
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # In memory only, so hardware-specific rewrites are fine here; a graph optimised by
+        # runtime_graph runs as it is, as the runtime runs it.
+        opts.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            if optimized
+            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -409,3 +418,68 @@ def write_tokenizer(source: Source, path: Path) -> None:
         source.max_length, stride=0, strategy="longest_first", direction="right"
     )
     tokenizer.save(str(path))
+
+
+# -- step 6: the graph as the function loads it ------------------------------------------------
+# onnxruntime's own rewrites up to this level are saved by the export, so the function runs
+# the graph with optimisations off. "extended" is the highest level onnxruntime calls portable:
+# it fuses into contrib operators every CPU build runs (x86_64 and arm64); "all" adds layout
+# transforms for the exporting CPU (onnxruntime warns when such a graph is saved).
+RUNTIME_LEVEL = "extended"
+# Weights in a file of their own (ONNX external data): onnxruntime maps it instead of parsing
+# and copying 16 MB of protobuf, which was most of the session's creation time.
+DATA_SUFFIX = ".data"
+# The graph file names the sha256 of its weights file, so the graph's digest (what the
+# manifest and an index record as the model's) changes whenever a weight does.
+WEIGHTS_SHA256_KEY = "slimbert.weights_sha256"
+
+
+def runtime_graph(
+    model: Path, dst: Path, *, optimize: bool = True, size_threshold: int = 1024
+) -> dict[str, Any] | None:
+    """Save ``model`` as the function loads it: the graph in ``dst``, its weights in ``dst`` +
+    ``.data``, and with ``optimize`` onnxruntime's rewrites up to :data:`RUNTIME_LEVEL` done.
+
+    Tensors under ``size_threshold`` bytes stay in the graph (a graph with none over it gets
+    no weights file). Returns the manifest's ``graph_optimization`` record (``None`` without
+    ``optimize``). The
+    caller checks that the result answers as ``model`` does (:class:`OnnxRunner` with
+    ``optimized=True``).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from slimbert.io import current_umask, sha256_file
+
+    if optimize:
+        saved = dst.with_name(f".opt-{dst.name}")  # .onnx: a .ort name means ORT format
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(saved)
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 3
+        ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        graph = onnx.load(str(saved))
+        saved.unlink()
+    else:
+        graph = onnx.load(str(model))
+    _prune_opsets(graph)
+    data = dst.with_name(dst.name + DATA_SUFFIX)
+    data.unlink(missing_ok=True)  # external data is appended to an existing file
+    onnx.save_model(
+        graph,
+        str(dst),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=size_threshold,
+    )
+    if data.is_file():
+        graph = onnx.load(str(dst), load_external_data=False)
+        props = {p.key: p.value for p in graph.metadata_props}
+        onnx.helper.set_model_props(graph, {**props, WEIGHTS_SHA256_KEY: sha256_file(data)})
+        onnx.save_model(graph, str(dst))  # the graph only: its tensors still point at data
+        data.chmod(0o666 & ~current_umask())  # onnx may write it 0600, as a temporary file
+        log.info("runtime graph: %s + %s (%d bytes)", dst.name, data.name, data.stat().st_size)
+    dst.chmod(0o666 & ~current_umask())
+    return {"level": RUNTIME_LEVEL, "onnxruntime": ort.__version__} if optimize else None

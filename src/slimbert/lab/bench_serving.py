@@ -3,8 +3,10 @@
 The student bundle under onnxruntime (what the function runs) against the same job done the
 standard way, with torch + transformers, measured in one run on one machine:
 
-* cold start: a fresh Python process imports the runtime, loads the model and answers its
-  first prediction (wall clock from spawn to answer, median and p90 over ``cold_runs``);
+* cold start: a fresh Python process imports the function's handler, which loads the model,
+  and answers its first request (wall clock from spawn to answer, median and p90 over
+  ``cold_runs``), with the function's own budget by phase (:mod:`slimbert.runtime.phases`)
+  as a table and a stacked bar plot (:mod:`slimbert.lab.coldstart`);
 * warm latency: batch 1, ``threads`` threads, one tweet of about ``tweet_tokens`` tokens,
   after warm-up (p50/p95/p99 over ``warm_runs``);
 * handler overhead: the Lambda handler on a function-URL event (JSON parsing, tokenising,
@@ -27,19 +29,29 @@ import numpy as np
 
 from slimbert.config import Options, check
 from slimbert.errors import ModelError
-from slimbert.lab.benchmarks import machine_info, save_results
+from slimbert.lab.benchmarks import machine_info, results_dir, save_results
+from slimbert.lab.coldstart import phase_medians, phase_table, plot_phases
+from slimbert.metrics import quantiles
+from slimbert.runtime.bundle import model_bytes
+from slimbert.runtime.phases import LAUNCHED_AT_ENV, read_phase_lines
 
+# The phases of loading the model once the imports are done (imports are import_ms).
+LOAD_PHASES = ("manifest", "verify", "tokenizer", "session", "index")
+COLD_PLOT = "serving_coldstart.png"
+
+# The function's cold start, as Lambda runs it: a fresh Python imports the handler, which loads
+# the bundle at import (AWS_LAMBDA_FUNCTION_NAME is set), and answers one function-URL event.
+# The handler reports its phases on stderr (slimbert.runtime.phases); the answer line on stdout
+# ends the wall clock.
 _BUNDLE_COLD = """
-import time, json, sys
-t0 = time.perf_counter()
-from slimbert.runtime import load_bundle
-t1 = time.perf_counter()
-b = load_bundle(sys.argv[1], threads={threads})
-t2 = time.perf_counter()
-b.predict([sys.argv[2]])
-t3 = time.perf_counter()
-print(json.dumps({{"import": t1 - t0, "load": t2 - t1, "first": t3 - t2,
-  "heavy": [m for m in ("torch", "transformers") if m in sys.modules]}}))
+import json, sys
+import slimbert.runtime.handler as h
+event = {{"version": "2.0", "requestContext": {{"http": {{"method": "POST"}}}},
+          "body": json.dumps({{"text": sys.argv[1]}}), "isBase64Encoded": False}}
+out = h.lambda_handler(event, None)
+assert out["statusCode"] == 200, out
+print(json.dumps({{"heavy": [m for m in ("torch", "transformers") if m in sys.modules]}}),
+      flush=True)
 """
 
 _TORCH_COLD = """
@@ -55,7 +67,7 @@ t2 = time.perf_counter()
 with torch.inference_mode():
     model(**tok([sys.argv[2]], return_tensors="pt")).logits.softmax(-1)
 t3 = time.perf_counter()
-print(json.dumps({{"import": t1 - t0, "load": t2 - t1, "first": t3 - t2}}))
+print(json.dumps({{"import": t1 - t0, "load": t2 - t1, "first": t3 - t2}}), flush=True)
 """
 
 
@@ -78,37 +90,67 @@ class ServingBenchOptions(Options):
         check(self.threads >= 1, "threads must be at least 1")
 
 
-def _quantiles(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms)
+def _function_env(bundle: Path, threads: int) -> dict[str, str]:
+    """The cold probe's environment: the function's, as `slimbert package` configures it."""
+    from slimbert.runtime.bundle import manifest_digest
+
     return {
-        "p50": float(np.percentile(a, 50)),
-        "p90": float(np.percentile(a, 90)),
-        "p95": float(np.percentile(a, 95)),
-        "p99": float(np.percentile(a, 99)),
-        "mean": float(a.mean()),
-        "n": len(ms),
+        "AWS_LAMBDA_FUNCTION_NAME": "slimbert-bench-serving",  # load at import, as in INIT
+        "SLIMBERT_BUNDLE": str(bundle),
+        "SLIMBERT_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        # The template pins the manifest's digest; the function then checks the file sizes.
+        "SLIMBERT_MANIFEST_SHA256": manifest_digest(bundle),
     }
 
 
-def _cold(script: str, args: list[str], runs: int) -> dict[str, Any]:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    walls, parts = [], []
+def _cold(
+    script: str, args: list[str], runs: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``runs`` fresh processes of ``script``: wall clock from spawn to its answer line (the
+    last line it prints), and, for the function, the phases it reports on stderr."""
+    base = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    walls, parts, phases = [], [], []
     for _ in range(runs):
+        run_env = {**base, **(env or {})}
         start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env
+        if env is not None:
+            run_env[LAUNCHED_AT_ENV] = repr(time.time())  # the interpreter phase's start
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=run_env,
         )
-        walls.append((time.perf_counter() - start) * 1e3)
-        if done.returncode != 0:
-            raise ModelError(f"cold-start probe failed: {done.stderr.strip().splitlines()[-1:]}")
-        parts.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return {
-        "wall_ms": _quantiles(walls),
-        "import_ms": float(np.median([p["import"] for p in parts]) * 1e3),
-        "load_ms": float(np.median([p["load"] for p in parts]) * 1e3),
-        "first_prediction_ms": float(np.median([p["first"] for p in parts]) * 1e3),
-        "heavy_modules": sorted({m for p in parts for m in p.get("heavy", [])}),
-    }
+        assert child.stdout is not None
+        answer = child.stdout.readline()  # printed once the answer is there
+        wall = (time.perf_counter() - start) * 1e3
+        _, stderr = child.communicate()
+        if child.returncode != 0 or not answer.strip():
+            raise ModelError(f"cold-start probe failed: {stderr.strip().splitlines()[-1:]}")
+        walls.append(wall)
+        parts.append(json.loads(answer))
+        phases += read_phase_lines(stderr)[:1]
+    result: dict[str, Any] = {"wall_ms": quantiles(walls)}
+    if phases:
+        medians = phase_medians(phases)
+        result.update(
+            {
+                "import_ms": sum(v for k, v in medians.items() if k.startswith("import_")),
+                "load_ms": sum(medians.get(k, 0.0) for k in LOAD_PHASES),
+                "first_prediction_ms": medians.get("first_request", 0.0),
+                "phases_ms": {k: v for k, v in medians.items() if k != "total"},
+                "phases_total_ms": medians["total"],
+                "runs": phases,
+            }
+        )
+    else:
+        for key, part in (("import_ms", "import"), ("load_ms", "load")):
+            result[key] = float(np.median([p[part] for p in parts]) * 1e3)
+        result["first_prediction_ms"] = float(np.median([p["first"] for p in parts]) * 1e3)
+    result["heavy_modules"] = sorted({m for p in parts for m in p.get("heavy", [])})
+    return result
 
 
 def _warm(call: Any, runs: int) -> dict[str, float]:
@@ -119,7 +161,7 @@ def _warm(call: Any, runs: int) -> dict[str, float]:
         start = time.perf_counter()
         call()
         ms.append((time.perf_counter() - start) * 1e3)
-    return _quantiles(ms)
+    return quantiles(ms)
 
 
 def pick_tweet(texts: list[str], token_lengths: list[int], target: int) -> str:
@@ -140,9 +182,10 @@ def run_serving_bench(options: ServingBenchOptions) -> dict[str, Any]:
     tokens = bundle.token_lengths([tweet])[0]
 
     cold_bundle = _cold(
-        _BUNDLE_COLD.format(threads=options.threads),
-        [str(options.bundle), tweet],
+        _BUNDLE_COLD.format(),
+        [tweet],
         options.cold_runs,
+        env=_function_env(options.bundle, options.threads),
     )
     cold_torch = _cold(
         _TORCH_COLD.format(threads=options.threads),
@@ -163,6 +206,7 @@ def run_serving_bench(options: ServingBenchOptions) -> dict[str, Any]:
 
     # The handler as the platform calls it: a function-URL event with a JSON body.
     os.environ["SLIMBERT_THREADS"] = str(options.threads)
+    handler.PHASES.silence()  # this process is no cold start: no phase lines from it
     handler.reload(options.bundle)
     event = {
         "version": "2.0",
@@ -180,7 +224,7 @@ def run_serving_bench(options: ServingBenchOptions) -> dict[str, Any]:
         if i >= 50:
             totals.append(elapsed)
             inference.append(json.loads(response["body"])["timing_ms"]["inference"])
-    handler_total = _quantiles(totals)
+    handler_total = quantiles(totals)
     overhead = 1 - float(np.median(inference)) / handler_total["p50"]
 
     report = {
@@ -191,7 +235,7 @@ def run_serving_bench(options: ServingBenchOptions) -> dict[str, Any]:
         "tweet": tweet,
         "tweet_tokens": tokens,
         "bundle_variant": bundle.manifest.get("variant"),
-        "bundle_model_mb": bundle.manifest["files"][bundle.manifest["model_file"]]["bytes"] / 1e6,
+        "bundle_model_mb": model_bytes(bundle.manifest) / 1e6,
         "cold_start": {"bundle": cold_bundle, "torch_teacher": cold_torch},
         "warm_ms": {"bundle": warm_bundle, "torch_teacher": warm_torch},
         "handler_ms": handler_total,
@@ -202,7 +246,12 @@ def run_serving_bench(options: ServingBenchOptions) -> dict[str, Any]:
             "warm_p50_teacher_over_bundle": warm_torch["p50"] / warm_bundle["p50"],
         },
     }
-    save_results(options.results, "serving", report, serving_markdown(report))
+    out = results_dir(options.results)
+    if cold_bundle.get("runs"):
+        title = f"{options.bundle}: cold start by phase, median of {options.cold_runs}"
+        plot_phases(cold_bundle["runs"], out / COLD_PLOT, title=title)
+        cold_bundle["plot"] = COLD_PLOT
+    save_results(options.results, "serving", report, serving_markdown(report), out=out)
     return report
 
 
@@ -234,5 +283,26 @@ def serving_markdown(r: dict[str, Any]) -> str:
             f"overhead beyond inference {r['handler_overhead_fraction']:.1%} of the total.",
             f"Cold-start processes imported torch/transformers: {cb['heavy_modules'] or 'none'}.",
             "",
+            *_phase_section(cb),
         ]
     )
+
+
+def _phase_section(cold: dict[str, Any]) -> list[str]:
+    """The function's cold start by phase, as it reported it (slimbert.runtime.phases)."""
+    if not cold.get("runs"):
+        return []
+    lines = [
+        "## Cold start by phase (the function's own account)",
+        "",
+        "Each cold start is a fresh Python running the Lambda handler with the packaged "
+        "function's environment (the model loads at import, the manifest's digest pinned); "
+        "the handler reports each phase on stderr (`SLIMBERT_INIT` / `SLIMBERT_FIRST`). The "
+        f"phases add up to {cold['phases_total_ms']:.0f} ms (median); the wall clock from "
+        f"spawn to answer is {cold['wall_ms']['p50']:.0f} ms.",
+        "",
+        phase_table(cold["runs"]),
+    ]
+    if cold.get("plot"):
+        lines += [f"![cold start by phase]({cold['plot']})", ""]
+    return lines

@@ -9,20 +9,23 @@ input order.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import stat
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from slimbert.errors import ModelError
 from slimbert.runtime.session import create_session, resolve_threads
+
+if TYPE_CHECKING:
+    from slimbert.runtime.phases import PhaseRecorder
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +72,48 @@ def read_manifest(root: Path, *, sha256: str | None = None) -> dict[str, Any]:
     return manifest
 
 
+def small_sha256(data: bytes) -> str:
+    """The sha256 (hex) of a small buffer (a manifest) without loading OpenSSL.
+
+    hashlib's first import loads libcrypto, about 2 ms of a cold start, which a packaged
+    function (size checks, a pinned manifest) would spend on one 2 KB digest. CPython's own
+    implementation (``_sha2``) gives the same digest; hashlib's where a build lacks it.
+    """
+    import importlib
+
+    try:
+        sha256 = importlib.import_module("_sha2").sha256
+    except (ImportError, AttributeError):
+        import hashlib
+
+        sha256 = hashlib.sha256
+    return str(sha256(data).hexdigest())
+
+
+def file_sha256(fh: Any) -> str:
+    """The sha256 (hex) of an open binary file: OpenSSL's, which is the fast one for 16 MB."""
+    import hashlib
+
+    return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def manifest_digest(root: Path) -> str:
     """The sha256 (hex) of the bundle's ``manifest.json`` bytes, as the runtime checks it."""
     with open(Path(root) / MANIFEST_FILE, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        return file_sha256(fh)
+
+
+def model_files(manifest: dict[str, Any]) -> list[str]:
+    """The model's files: the graph (``model_file``) and, when its weights are stored beside
+    it (``model_data_file``, ONNX external data), that file too."""
+    data = manifest.get("model_data_file")
+    return [manifest["model_file"], *([data] if data else [])]
+
+
+def model_bytes(manifest: dict[str, Any]) -> int:
+    """The model's size in bytes as the manifest records it: graph and weights together."""
+    files = manifest.get("files") or {}
+    return sum(int((files.get(name) or {}).get("bytes") or 0) for name in model_files(manifest))
 
 
 def read_folder_manifest(
@@ -102,7 +143,7 @@ def read_folder_manifest(
     except OSError as exc:
         raise fail(f"{path} cannot be read ({exc})") from None
     if sha256 is not None:
-        digest = hashlib.sha256(raw).hexdigest()
+        digest = small_sha256(raw)
         if digest != sha256.strip().lower():
             raise fail(
                 f"{path} does not match the sha256 recorded when it was packaged "
@@ -151,6 +192,9 @@ def _check_fields(manifest: dict[str, Any], path: Path) -> None:
     model_file = manifest.get("model_file")
     if not isinstance(model_file, str) or not model_file:
         raise _fail(f"{path}: model_file must name the .onnx file, got {model_file!r}")
+    data_file = manifest.get("model_data_file")
+    if data_file is not None and (not isinstance(data_file, str) or not data_file):
+        raise _fail(f"{path}: model_data_file must name the weights file, got {data_file!r}")
     max_length = manifest.get("max_length")
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise _fail(f"{path}: max_length must be a positive integer, got {max_length!r}")
@@ -165,13 +209,14 @@ def _check_fields(manifest: dict[str, Any], path: Path) -> None:
             raise _fail(f"{path}: labels must be distinct non-empty names, got {labels!r}")
 
 
-def verify_files(root: Path, manifest: dict[str, Any]) -> None:
-    """Check every file the manifest lists: present, of the recorded size and sha256."""
+def verify_files(root: Path, manifest: dict[str, Any], *, digests: bool = True) -> None:
+    """Check every file the manifest lists: present, of the recorded size and (``digests``)
+    sha256."""
     files: dict[str, dict[str, Any]] = manifest["files"]
-    for needed in (manifest["model_file"], TOKENIZER_FILE):
+    for needed in (*model_files(manifest), TOKENIZER_FILE):
         if needed not in files:
             raise _fail(f"{root / MANIFEST_FILE} does not list {needed} in files")
-    verify_listed(root, files, "bundle")
+    verify_listed(root, files, "bundle", digests=digests)
 
 
 def verify_listed(
@@ -179,8 +224,11 @@ def verify_listed(
     files: dict[str, dict[str, Any]],
     kind: str,
     fail: Callable[[str], Exception] = _fail,
+    *,
+    digests: bool = True,
 ) -> None:
-    """Each file of a manifest's ``files`` (a bundle's, an index's): present, size, sha256.
+    """Each file of a manifest's ``files`` (a bundle's, an index's): present, size, sha256
+    (unless ``digests`` is false: then present, inside the folder and of its size).
 
     ``fail`` makes the error (with its hint) of the folder's kind.
     """
@@ -201,8 +249,10 @@ def verify_listed(
                 f"{kind} file {name} has {size} bytes, the manifest says {entry.get('bytes')}: "
                 f"it was changed or truncated ({kind} {root})"
             )
+        if not digests:
+            continue
         with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            digest = file_sha256(fh)
         if digest != entry["sha256"].lower():
             raise fail(
                 f"{kind} file {name} does not match its sha256 in the manifest "
@@ -232,7 +282,7 @@ def load_tokenizer(path: Path, max_length: int) -> tuple[Tokenizer, int]:
 
 
 class Bundle:
-    """An exported model ready to score texts; implements ``slimbert.scoring.Scorer``.
+    """An exported model ready to score texts; implements ``slimbert.train.scoring.Scorer``.
 
     Safe to share between threads: after loading nothing is mutated.
     """
@@ -438,33 +488,42 @@ def load_bundle(
     path: str | Path,
     *,
     threads: int | None = None,
-    verify: bool = True,
+    verify: bool | str = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     manifest_sha256: str | None = None,
+    phases: PhaseRecorder | None = None,
 ) -> Bundle:
     """Load the bundle folder ``path``: manifest, integrity check, tokenizer and ONNX session.
 
     ``threads`` defaults to ``SLIMBERT_THREADS`` or the CPUs this process may use;
-    ``verify=False`` skips the size and sha256 checks (the files must still exist);
-    ``manifest_sha256`` is the digest ``manifest.json`` itself must have (checked even with
-    ``verify=False``: it is one small file).
+    ``verify`` is how the files are checked against the manifest: ``True`` (or ``"full"``)
+    their sizes and sha256, ``"sizes"`` their sizes only (what a packaged function does when
+    its manifest is pinned, docs/serving.md), ``False`` nothing (the files must still exist);
+    ``manifest_sha256`` is the digest ``manifest.json`` itself must have (checked in every
+    mode: it is one small file). ``phases``, when given, records each step's time
+    (:mod:`slimbert.runtime.phases`).
     """
+    mode = _verify_mode(verify)
     started = time.perf_counter()
     root = Path(path).expanduser()
-    manifest = read_manifest(root, sha256=manifest_sha256)
-    if verify:
-        verify_files(root, manifest)
-    model_path = root / manifest["model_file"]
-    for needed in (model_path, root / TOKENIZER_FILE):
-        if not needed.is_file():
-            raise _fail(f"bundle file {needed.name} is missing from {root}")
-    tokenizer, pad_id = load_tokenizer(root / TOKENIZER_FILE, manifest["max_length"])
-    n_threads = resolve_threads(threads)
-    try:
-        session = create_session(model_path, n_threads)
-    except Exception as exc:  # onnxruntime raises its own exception types, not importable stably
-        raise _fail(f"onnxruntime cannot load {model_path}: {exc}") from None
-    bundle = Bundle(root, manifest, tokenizer, session, pad_id=pad_id, batch_size=batch_size)
+    with _timed(phases, "manifest"):
+        manifest = read_manifest(root, sha256=manifest_sha256)
+    with _timed(phases, "verify"):
+        if mode != "off":
+            verify_files(root, manifest, digests=mode == "full")
+        model_path = root / manifest["model_file"]
+        for needed in (*(root / name for name in model_files(manifest)), root / TOKENIZER_FILE):
+            if not needed.is_file():
+                raise _fail(f"bundle file {needed.name} is missing from {root}")
+    with _timed(phases, "tokenizer"):
+        tokenizer, pad_id = load_tokenizer(root / TOKENIZER_FILE, manifest["max_length"])
+    with _timed(phases, "session"):
+        n_threads = resolve_threads(threads)
+        try:
+            session = create_session(model_path, n_threads, optimized=_graph_optimized(manifest))
+        except Exception as exc:  # onnxruntime raises its own exception types, not importable
+            raise _fail(f"onnxruntime cannot load {model_path}: {exc}") from None
+        bundle = Bundle(root, manifest, tokenizer, session, pad_id=pad_id, batch_size=batch_size)
     log.info(
         "loaded bundle %s (%s, %s) with %d threads in %.0f ms",
         root,
@@ -474,3 +533,49 @@ def load_bundle(
         (time.perf_counter() - started) * 1000,
     )
     return bundle
+
+
+VERIFY_MODES = ("full", "sizes", "off")
+# Graph optimisation levels the exporter may have applied and saved (the manifest's
+# ``graph_optimization``); a graph saved at one of them runs without optimising it again.
+OFFLINE_LEVELS = ("extended",)
+
+
+def _graph_optimized(manifest: dict[str, Any]) -> bool:
+    """Whether the model file is already optimised for this onnxruntime (docs/bundle.md).
+
+    Only when the exporting onnxruntime's version is this one: a saved graph holds the
+    fusions (contrib operators) of its version, and another version re-optimises it at load,
+    as for a bundle exported before the field existed.
+    """
+    graph = manifest.get("graph_optimization")
+    if not isinstance(graph, dict) or graph.get("level") not in OFFLINE_LEVELS:
+        return False
+    import onnxruntime
+
+    if graph.get("onnxruntime") != onnxruntime.__version__:
+        log.info(
+            "the graph was optimised by onnxruntime %s, this is %s: optimising it again",
+            graph.get("onnxruntime"),
+            onnxruntime.__version__,
+        )
+        return False
+    return True
+
+
+def _verify_mode(verify: bool | str) -> str:
+    if verify is True:
+        return "full"
+    if verify is False:
+        return "off"
+    mode = str(verify).strip().lower()
+    if mode not in VERIFY_MODES:
+        raise BundleError(
+            f"verify must be one of {list(VERIFY_MODES)} (or True/False), got {verify!r}",
+            hint=None,
+        )
+    return mode
+
+
+def _timed(phases: PhaseRecorder | None, name: str) -> contextlib.AbstractContextManager[None]:
+    return phases.phase(name) if phases is not None else contextlib.nullcontext()

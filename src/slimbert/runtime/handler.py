@@ -15,6 +15,9 @@ the model failed to load); any other method is 405.
 Environment: ``SLIMBERT_BUNDLE`` (default: ``bundle/`` beside the ``slimbert`` package, i.e.
 ``/var/task/bundle`` in a Lambda zip), ``SLIMBERT_MANIFEST_SHA256`` (the digest of the bundle's
 ``manifest.json`` recorded by ``slimbert package``; checked at load when set),
+``SLIMBERT_VERIFY`` (how the bundle's files are checked at load: ``full``, sizes and sha256,
+the default without a pinned manifest; ``sizes``, the default with one: see
+docs/serving.md, "Integrity"),
 ``SLIMBERT_MAX_TEXTS`` (64), ``SLIMBERT_MAX_CHARS`` (5000, characters per text),
 ``SLIMBERT_MAX_BODY_BYTES`` (262144, UTF-8 bytes of the JSON body on every path),
 ``SLIMBERT_THREADS``, ``SLIMBERT_LOG_LEVEL`` (WARNING: refused and failed requests are logged
@@ -37,6 +40,10 @@ When the model loads:
   worker aborts at exit). A failed load there is logged once and the process answers every
   request with a 500 saying so (health check included), which Cloud Run counts as 5xx.
 
+Each process reports its cold start on stderr: a ``SLIMBERT_INIT`` line when the model has
+loaded and a ``SLIMBERT_FIRST`` line after its first answer, with the milliseconds of each
+phase (:mod:`slimbert.runtime.phases`).
+
 On Lambda every 5xx answer also writes one CloudWatch embedded-metric-format line
 (namespace ``slimbert``, metric ``ServerErrors``, dimension ``FunctionName``), which the SAM
 template's alarm watches: an answered 500 is a success for Lambda's own Errors metric.
@@ -44,29 +51,42 @@ template's alarm watches: an answered 500 is a success for Lambda's own Errors m
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import os
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from slimbert.runtime.phases import PhaseRecorder
 
-import numpy as np
+# The cold-start clock (docs/serving.md, "Cold start"): the interpreter phase ends here, and
+# each group of imports below is a phase of its own, so they come after it on purpose: numpy
+# and tokenizers first (with the standard modules they load), then what the runtime adds.
+PHASES = PhaseRecorder.from_process_start()
 
-from slimbert.errors import SlimbertError
-from slimbert.runtime.bundle import Bundle, load_bundle, softmax
-from slimbert.runtime.index import (
+import numpy as np  # noqa: E402
+
+PHASES.mark("import_numpy")
+import tokenizers  # noqa: E402, F401 - slimbert.runtime.bundle's; imported here to time it
+
+PHASES.mark("import_tokenizers")
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+PHASES.mark("import_stdlib")
+from slimbert.errors import ConfigError, SlimbertError  # noqa: E402
+from slimbert.runtime.bundle import Bundle, load_bundle, softmax  # noqa: E402
+from slimbert.runtime.index import (  # noqa: E402
     DuplicateRequestError,
     VectorIndex,
     answer_duplicates,
     load_deployed_index,
     wants_duplicates,
 )
-from slimbert.runtime.request import (  # noqa: F401 - USAGE and payload_bytes: their old home
+from slimbert.runtime.request import (  # noqa: E402, F401 - the names tests and callers use here
     USAGE,
     FlaskBody,
     Limits,
@@ -82,6 +102,7 @@ log = logging.getLogger(__name__)
 
 BUNDLE_ENV = "SLIMBERT_BUNDLE"
 MANIFEST_SHA256_ENV = "SLIMBERT_MANIFEST_SHA256"
+VERIFY_ENV = "SLIMBERT_VERIFY"
 LAMBDA_ENV = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda (and its emulator) in every sandbox
 METRIC_NAMESPACE = "slimbert"  # the embedded-metric-format namespace of ServerErrors
 SERVER_ERRORS_METRIC = "ServerErrors"
@@ -112,11 +133,34 @@ def on_lambda() -> bool:
     return bool(os.environ.get(LAMBDA_ENV))
 
 
-def _load(source: Path) -> tuple[Bundle, Limits, VectorIndex | None]:
+def verify_mode(*, pinned: bool) -> str:
+    """How the bundle's files are checked at load: ``SLIMBERT_VERIFY`` (``full``: sizes and
+    sha256; ``sizes``), by default ``sizes`` when ``SLIMBERT_MANIFEST_SHA256`` pins the
+    manifest (a packaged function, whose files ``slimbert package`` hashed) and ``full``
+    otherwise. docs/serving.md, "Integrity", gives the reasoning."""
+    raw = os.environ.get(VERIFY_ENV, "").strip().lower()
+    if not raw:
+        return "sizes" if pinned else "full"
+    if raw not in ("full", "sizes"):
+        raise ConfigError(f"{VERIFY_ENV} must be full or sizes, got {raw!r}")
+    return raw
+
+
+def _load(source: Path, phases: PhaseRecorder | None) -> tuple[Bundle, Limits, VectorIndex | None]:
     limits = Limits.from_env()
     expected = os.environ.get(MANIFEST_SHA256_ENV, "").strip() or None
-    bundle = load_bundle(source, manifest_sha256=expected)
-    return bundle, limits, load_deployed_index(bundle, DEFAULT_INDEX)
+    verify = verify_mode(pinned=expected is not None)
+    if phases is not None:
+        phases.idle()  # Cloud Run loads at the first request: the wait for it is no phase
+        with phases.phase("import_onnxruntime"), contextlib.suppress(ImportError):
+            # The session's own import, timed on its own; when it fails, creating the
+            # session says so as it always did.
+            import onnxruntime  # noqa: F401
+    bundle = load_bundle(source, manifest_sha256=expected, verify=verify, phases=phases)
+    if phases is None:
+        return bundle, limits, load_deployed_index(bundle, DEFAULT_INDEX)
+    with phases.phase("index"):
+        return bundle, limits, load_deployed_index(bundle, DEFAULT_INDEX)
 
 
 def reload(path: str | Path | None = None) -> Bundle | None:
@@ -124,12 +168,14 @@ def reload(path: str | Path | None = None) -> Bundle | None:
 
     On failure the reason is logged (with a traceback only when it is not a
     :class:`SlimbertError`, which already says what to do) and kept in ``LOAD_ERROR``, and the
-    function answers 500 until the next successful load.
+    function answers 500 until the next successful load. The process's first load ends its
+    cold-start record: the ``SLIMBERT_INIT`` line on stderr (:mod:`slimbert.runtime.phases`).
     """
     global BUNDLE, LIMITS, INDEX, LOAD_ERROR, _LOADED_PID
     source = Path(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
+    phases = None if PHASES.init_done else PHASES
     try:
-        bundle, limits, index = _load(source)
+        bundle, limits, index = _load(source, phases)
     except Exception as exc:
         log.error(
             "the model failed to load from %s: %s",
@@ -139,9 +185,13 @@ def reload(path: str | Path | None = None) -> Bundle | None:
         )
         BUNDLE = INDEX = None
         LOAD_ERROR, _LOADED_PID = str(exc), os.getpid()
+        if phases is not None:
+            phases.finish_init(ok=False)
         return None
     BUNDLE, LIMITS, INDEX = bundle, limits, index
     LOAD_ERROR, _LOADED_PID = None, os.getpid()
+    if phases is not None:
+        phases.finish_init(ok=True)
     return bundle
 
 
@@ -280,6 +330,8 @@ def respond(request: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
         log.exception("request %s failed", request.request_id)
         status, data, error = 500, {"error": INTERNAL_ERROR}, INTERNAL_ERROR
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    if not PHASES.first_done:
+        PHASES.finish_first(started, status)  # the cold start's last phase: its first answer
     if "timing_ms" in data:
         data["timing_ms"]["total"] = duration_ms
     data["request_id"] = request.request_id
@@ -415,5 +467,6 @@ def _configure_logging() -> None:
 
 
 _configure_logging()
+PHASES.mark("import_runtime")
 if on_lambda():
     init_lambda()  # a model that cannot load fails the sandbox's init, where Lambda shows it

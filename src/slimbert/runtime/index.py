@@ -15,7 +15,6 @@ true}`` or ``{"texts": [...], "top_k": 3}``) so that the handler only routes to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from slimbert.errors import ModelError
-from slimbert.runtime.bundle import read_folder_manifest, verify_listed
+from slimbert.runtime.bundle import file_sha256, read_folder_manifest, verify_listed
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def _fail(message: str, hint: str | None = REBUILD_HINT) -> VectorIndexError:
 def file_entry(path: Path) -> dict[str, Any]:
     """``{"sha256", "bytes"}`` of a file, as the manifest records it."""
     with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = file_sha256(fh)
     return {"sha256": digest, "bytes": path.stat().st_size}
 
 

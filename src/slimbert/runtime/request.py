@@ -9,13 +9,10 @@ read from the environment (``SLIMBERT_MAX_TEXTS``, ``SLIMBERT_MAX_CHARS``,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from slimbert.errors import ConfigError
@@ -23,13 +20,42 @@ from slimbert.errors import ConfigError
 USAGE = 'send a JSON object such as {"texts": ["first text", "second text"]}'
 
 
-@dataclass(frozen=True)
 class Limits:
-    """What one request may carry; read from the environment once, at load."""
+    """What one request may carry; read from the environment once, at load.
 
-    max_texts: int = 64
-    max_chars: int = 5000
-    max_body_bytes: int = 256 * 1024
+    A plain class, not a dataclass: ``dataclasses`` and building the class cost about a
+    millisecond of every cold start (docs/serving.md, "Cold start"). Immutable all the same.
+    """
+
+    __slots__ = ("max_body_bytes", "max_chars", "max_texts")
+    max_texts: int
+    max_chars: int
+    max_body_bytes: int
+
+    def __init__(
+        self, max_texts: int = 64, max_chars: int = 5000, max_body_bytes: int = 256 * 1024
+    ) -> None:
+        object.__setattr__(self, "max_texts", max_texts)
+        object.__setattr__(self, "max_chars", max_chars)
+        object.__setattr__(self, "max_body_bytes", max_body_bytes)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Limits is immutable: cannot set {name}")
+
+    def _values(self) -> tuple[int, int, int]:
+        return self.max_texts, self.max_chars, self.max_body_bytes
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return (
+            f"Limits(max_texts={self.max_texts}, max_chars={self.max_chars}, "
+            f"max_body_bytes={self.max_body_bytes})"
+        )
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -72,20 +98,49 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER):08x}"
 
 
-@dataclass
 class Request:
-    """What every platform hands to :func:`respond`: the method and either a raw body or JSON."""
+    """What every platform hands to :func:`respond`: the method and either a raw body or JSON.
 
-    platform: str
-    request_id: str
-    method: str = "POST"
-    body: str | bytes | None = None
-    base64: bool = False
-    payload: Any = NO_PAYLOAD  # a direct invoke's event, already parsed by Lambda
-    # read_body(n): at most n bytes of a body not read yet (n is the limit + 1, so an
-    # oversized body without a Content-Length is refused after limit + 1 bytes, not buffered).
-    read_body: Callable[[int], bytes] | None = None
-    declared_length: int | None = None  # Content-Length, checked before the body is read
+    ``read_body(n)``: at most n bytes of a body not read yet (n is the limit + 1, so an
+    oversized body without a Content-Length is refused after limit + 1 bytes, not buffered);
+    ``declared_length``: the Content-Length, checked before the body is read; ``payload``: a
+    direct invoke's event, already parsed by Lambda.
+    """
+
+    __slots__ = (
+        "base64",
+        "body",
+        "declared_length",
+        "method",
+        "payload",
+        "platform",
+        "read_body",
+        "request_id",
+    )
+
+    def __init__(
+        self,
+        platform: str,
+        request_id: str,
+        method: str = "POST",
+        body: str | bytes | None = None,
+        base64: bool = False,
+        payload: Any = NO_PAYLOAD,
+        read_body: Callable[[int], bytes] | None = None,
+        declared_length: int | None = None,
+    ) -> None:
+        self.platform = platform
+        self.request_id = request_id
+        self.method = method
+        self.body = body
+        self.base64 = base64
+        self.payload = payload
+        self.read_body = read_body
+        self.declared_length = declared_length
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Request({fields})"
 
 
 def json_type(value: Any) -> str:
@@ -117,6 +172,9 @@ def parse_payload(request: Request, limits: Limits) -> Any:
         # Refuse before decoding: base64 is 4/3 of the payload, so this bounds the work.
         if len(body) > (limit + 2) // 3 * 4 + 4:
             raise RequestError(400, too_big.format(len(body) * 3 // 4, limit))
+        import base64  # only for such a body: not at every cold start
+        import binascii
+
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):

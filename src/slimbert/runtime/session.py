@@ -127,8 +127,13 @@ def resolve_threads(threads: int | None = None) -> int:
     return threads
 
 
-def session_options(threads: int | None = None) -> Any:
-    """``onnxruntime.SessionOptions`` with every setting that matters for latency made explicit."""
+def session_options(threads: int | None = None, *, optimized: bool = False) -> Any:
+    """``onnxruntime.SessionOptions`` with every setting that matters for latency made explicit.
+
+    ``optimized``: the graph was optimised when it was exported and saved so (the bundle's
+    ``graph_optimization``, docs/bundle.md), so the session runs it as it is instead of
+    optimising it again at every cold start.
+    """
     import onnxruntime as ort  # here, not at module level: see the module docstring
 
     options = ort.SessionOptions()
@@ -136,14 +141,20 @@ def session_options(threads: int | None = None) -> Any:
     # One request is one graph run: a second pool for parallel branches only adds threads.
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if optimized
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     return options
 
 
-def create_session(model_path: str | Path, threads: int | None = None) -> Any:
+def create_session(
+    model_path: str | Path, threads: int | None = None, *, optimized: bool = False
+) -> Any:
     """An ``onnxruntime.InferenceSession`` on the CPU; the only place the runtime makes one."""
     import onnxruntime as ort
 
-    options = session_options(threads)
+    options = session_options(threads, optimized=optimized)
     log.debug("onnx session for %s with %d threads", model_path, options.intra_op_num_threads)
     return ort.InferenceSession(str(model_path), sess_options=options, providers=PROVIDERS)
