@@ -22,7 +22,7 @@ from slimbert.lab import cgroups
 from slimbert.lab.bench_lambda import BenchLambdaOptions, _platform_fields, run_lambda_bench
 from slimbert.lab.cost import CostOptions, read_results, run_cost
 from slimbert.lab.lambda_batches import BATCH_WARMUP, measure_batches
-from slimbert.lab.lambda_harness import Harness, cfs_throttling
+from slimbert.lab.lambda_harness import Harness, cfs_throttling, cold_budget
 from slimbert.lab.lambda_instances import (
     InstanceFailed,
     LocalTeacher,
@@ -30,7 +30,7 @@ from slimbert.lab.lambda_instances import (
     emulator_durations,
     emulator_reports,
 )
-from slimbert.lab.lambda_markdown import batched_section
+from slimbert.lab.lambda_markdown import batched_section, cold_section, phase_runs
 from slimbert.metrics import quantiles
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,
@@ -105,6 +105,13 @@ def test_quick_smoke_run(runnable_package: Path, texts_csv: Path, tmp_path: Path
         assert _ordered(entry["client_ms"]) and _ordered(entry["duration_ms"])
         assert entry["billed_ms_mean"] >= entry["duration_ms"]["mean"]
     assert "## Batched requests: student-lambda" in (out / "lambda.md").read_text()
+    # The function's own cold-start budget, one per start (the warm instance's first included).
+    phases = block["cold_phases"]
+    assert phases["n"] == 2 and phases["without_lines"] == 0 and len(phases["runs"]) == 2
+    assert all(run["answered"] and run["phases_ms"]["session"] > 0 for run in phases["runs"])
+    assert 0 < phases["medians_ms"]["total"] < cold["p90"]  # the client's view holds the emulator
+    assert "### Phases" in (out / "lambda.md").read_text()
+    assert (out / doc["plots"]["cold_phases"]).is_file()  # the stacked bars, beside lambda.md
 
     concurrency = doc["functions"]["student-lambda"]["concurrency"]["instances"]
     assert set(concurrency) == {"1", "2"}
@@ -360,3 +367,66 @@ def test_report_lines_give_duration_and_billed_duration() -> None:
     options = BenchLambdaOptions.from_dict({"batch_sizes": "1,32"})
     assert options.batch_sizes == (1, 32)
     assert BenchLambdaOptions(quick=True).profile().batch_requests == 10
+
+
+# -- the cold-start budget the function prints (slimbert.runtime.phases), read per instance ----
+
+
+def _budget_log(pid: int, scale: float, *, ok: bool = True, answered: bool = True) -> str:
+    phases = {"interpreter": 40.0, "import_numpy": 60.0, "session": 70.0, "index": 0.0}
+    init = {k: v * scale for k, v in phases.items()}
+    lines = [
+        f"START RequestId: {pid} Version: $LATEST",
+        "SLIMBERT_INIT "
+        + json.dumps(
+            {
+                "phases_ms": init,
+                "total_ms": sum(init.values()),
+                "idle_ms": 0.0,
+                "interpreter_source": "proc",
+                "ok": ok,
+                "pid": pid,
+            }
+        ),
+    ]
+    if answered:
+        first = {"phases_ms": {"first_request": 3.0}, "idle_ms": 1.0, "status": 200, "pid": pid}
+        lines.append("SLIMBERT_FIRST " + json.dumps(first))
+    lines.append(f"REPORT RequestId: {pid}\tDuration: 180.00 ms\tBilled Duration: 180 ms")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_cold_budget_is_read_from_each_instance_log() -> None:
+    budget = cold_budget(_budget_log(7, 1.0))
+    assert budget is not None and budget["answered"] and budget["pid"] == 7
+    assert budget["phases_ms"]["first_request"] == 3.0
+    assert budget["total_ms"] == pytest.approx(173.0)
+    # No lines (an older package, the teacher), a failed load, no first answer: no budget.
+    assert cold_budget("START RequestId: a\nREPORT RequestId: a\tDuration: 1 ms\n") is None
+    assert cold_budget(None) is None
+    assert cold_budget(_budget_log(8, 1.0, ok=False)) is None
+    assert cold_budget(_budget_log(9, 1.0, answered=False)) is None
+
+
+def test_the_cold_section_stacks_phases_and_quotes_the_teacher() -> None:
+    from slimbert.lab.coldstart import phase_medians
+
+    logs = [_budget_log(pid, s) for pid, s in ((1, 1.0), (2, 2.0), (3, 1.5))]
+    runs = [budget for budget in map(cold_budget, logs) if budget is not None]
+    student = {
+        "cold_start_ms": {"p50": 250.0, "p90": 300.0, "n": 3},
+        "cold_phases": {"n": 3, "medians_ms": phase_medians(runs), "runs": runs},
+    }
+    teacher = {"cold_start_ms": {"p50": 7500.0, "p90": 8000.0, "n": 3}}
+    report = {
+        "functions": {
+            "student-lambda": {"memory": {"1024": student}},
+            "teacher": {"memory": {"1024": teacher}},
+        }
+    }
+    text = "\n".join(cold_section(report))
+    # The function's own p50: the median of the totals (170 + 3, 255 + 3, 340 + 3); the teacher
+    # 30x slower to its first answer.
+    assert "| student-lambda | 1024 | 250 | 300 | 3 | 258 | 7500 | 30.0× |" in text
+    assert "session" in text and "first_request" in text
+    assert list(phase_runs(report["functions"])) == ["student-lambda 1024 MB"]

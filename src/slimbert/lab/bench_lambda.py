@@ -39,13 +39,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from slimbert.deploy.platforms import AWS_MAX_VCPUS, AWS_MB_PER_VCPU
 from slimbert.deploy.toolchain import AWSLAMBDARIC_PIN, SAM_CLI_PIN, find_python312, host_arch
-from slimbert.errors import SlimbertError
+from slimbert.errors import MissingDependencyError, SlimbertError
 from slimbert.lab import cgroups
-from slimbert.lab.benchmarks import machine_info, save_results
+from slimbert.lab.benchmarks import machine_info, results_dir, save_results
 from slimbert.lab.lambda_harness import Harness, size_cpu
 from slimbert.lab.lambda_instances import Target
-from slimbert.lab.lambda_markdown import lambda_markdown
+from slimbert.lab.lambda_markdown import lambda_markdown, phase_runs
 from slimbert.lab.lambda_options import (
     PAPER_COLD_STARTS,
     PAPER_REQUESTS,
@@ -201,7 +202,8 @@ def run_lambda_bench(options: BenchLambdaOptions) -> dict[str, Any]:
     created = dt.datetime.now(dt.UTC).isoformat()
     functions: dict[str, Any] = {}
     conc_mb = opts.concurrency_memory_mb or (
-        1769 if 1769 in opts.memory_mb else max(opts.memory_mb)
+        # The size with exactly one vCPU, when measured.
+        AWS_MB_PER_VCPU if AWS_MB_PER_VCPU in opts.memory_mb else max(opts.memory_mb)
     )
     with tempfile.TemporaryDirectory(prefix="slimbert-bench-lambda-") as tmp:
         run = Harness(opts, texts, Path(tmp), use_cgroups)
@@ -270,7 +272,9 @@ def run_lambda_bench(options: BenchLambdaOptions) -> dict[str, Any]:
         "profile": opts.to_dict(),
         "notes": _notes(opts, limits, load),
     }
-    out = save_results(opts.results, "lambda", report, lambda_markdown(report))
+    folder = results_dir(opts.results)
+    report["plots"] = _plots(functions, folder)
+    out = save_results(opts.results, "lambda", report, lambda_markdown(report), out=folder)
     if not measured:
         # Out of memory everywhere is a result; failing everywhere for another reason is not.
         errors = {mb: b.get("error") for mb, b in functions[primary]["memory"].items()}
@@ -280,8 +284,24 @@ def run_lambda_bench(options: BenchLambdaOptions) -> dict[str, Any]:
     return report
 
 
+def _plots(functions: dict[str, Any], folder: Path) -> dict[str, str]:
+    """The stacked cold-start phases of every function and size, as a PNG in ``folder``."""
+    runs = phase_runs(functions)
+    if not runs:
+        return {}
+    from slimbert.lab.coldstart import plot_phases
+
+    path = folder / "lambda-coldstart.png"
+    try:
+        plot_phases(runs, path, title="Cold start by phase (median over fresh starts)")
+    except MissingDependencyError as exc:  # matplotlib is an extra; the table has the figures
+        log.warning("no cold-start plot: %s", exc.message)
+        return {}
+    return {"cold_phases": path.name}
+
+
 _MAPPING_RULES = {
-    "aws": "memory / 1769 MB vCPUs, at most 6 (AWS Lambda)",
+    "aws": f"memory / {AWS_MB_PER_VCPU} MB vCPUs, at most {AWS_MAX_VCPUS:g} (AWS Lambda)",
     "gcp-gen1": "Google 1st gen clock per tier (128 MB 0.2 GHz ... 2048 MB 2.4 GHz), "
     "2.4 GHz = 1 vCPU; a size between tiers gets the next tier up",
     "gcp-gen2": "gcp_cpu when set, else Google's default vCPU per memory tier",

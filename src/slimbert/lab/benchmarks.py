@@ -75,9 +75,15 @@ def results_dir(root: Path) -> Path:
     return out
 
 
-def save_results(root: Path, name: str, report: dict[str, Any], markdown: str) -> Path:
-    """Write ``<root>/<timestamp>/<name>.json`` and ``.md``; record the folder in ``report``."""
-    out = results_dir(root)
+def save_results(
+    root: Path, name: str, report: dict[str, Any], markdown: str, *, out: Path | None = None
+) -> Path:
+    """Write ``<root>/<timestamp>/<name>.json`` and ``.md``; record the folder in ``report``.
+
+    ``out``: a folder :func:`results_dir` made already (a benchmark that wrote plots into it
+    first, so the Markdown can link them); left out, a new one.
+    """
+    out = out if out is not None else results_dir(root)
     write_json(out / f"{name}.json", report)
     with atomic_open(out / f"{name}.md") as fh:
         fh.write(markdown)

@@ -59,6 +59,25 @@ def cfs_throttling(before: dict[str, int], after: dict[str, int]) -> dict[str, A
     }
 
 
+def _read_log(fn: Instance) -> str | None:
+    if fn.log_path is None or not fn.log_path.is_file():
+        return None
+    return fn.log_path.read_text(errors="replace")
+
+
+def cold_budget(log_text: str | None) -> dict[str, Any] | None:
+    """The cold-start budget one instance printed (``SLIMBERT_INIT`` and ``SLIMBERT_FIRST``,
+    :mod:`slimbert.runtime.phases`), or None: a runtime that prints none (an older package,
+    the teacher), a failed load, or no first answer."""
+    from slimbert.runtime.phases import read_phase_lines
+
+    runs = read_phase_lines(log_text) if log_text else []
+    # One process per instance's log, so its first record is the instance's cold start.
+    if not runs or not runs[0]["ok"] or not runs[0]["answered"]:
+        return None
+    return runs[0]
+
+
 def size_cpu(opts: BenchLambdaOptions, memory_mb: int) -> dict[str, Any]:
     requested = cgroups.platform_cpu(memory_mb, opts.platform, opts.gcp_cpu)
     vcpus, capped = cgroups.effective_cpu(requested)
@@ -122,13 +141,17 @@ class Harness:
             try:
                 block.update(self._warm(target, memory_mb, block["threads"], limits, deadline))
                 colds = [block.pop("cold_ms")]
+                budgets = [block.pop("cold_budget")]
                 for i in range(opts.cold_starts - 1):
                     if time.monotonic() > deadline:
                         block["stopped_early"] = f"time limit: {len(colds)} cold starts"
                         break
-                    colds.append(self._cold(target, memory_mb, block["threads"], limits, i))
+                    ms, budget = self._cold(target, memory_mb, block["threads"], limits, i)
+                    colds.append(ms)
+                    budgets.append(budget)
             except InstanceFailed as exc:
                 block.pop("cold_ms", None)
+                block.pop("cold_budget", None)
                 block.pop("client_ms_values", None)
                 self.failure(block, exc, [limits])
                 return block
@@ -138,6 +161,19 @@ class Harness:
         # INIT: process start to first answer, less what a warm request takes.
         inits = [max(0.0, c - warm_p50) for c in colds]
         block["init_ms"] = {"p50": float(np.median(inits)), "mean": float(np.mean(inits))}
+        runs = [b for b in budgets if b is not None]
+        if runs:
+            from slimbert.lab.coldstart import phase_medians
+
+            # The function's own account of each cold start (process start to its first
+            # answer, phase by phase); the client's cold_start_ms above also holds the
+            # emulator's start and the round trip.
+            block["cold_phases"] = {
+                "n": len(runs),
+                "without_lines": len(budgets) - len(runs),
+                "medians_ms": phase_medians(runs),
+                "runs": runs,
+            }
         return block
 
     def _instance(
@@ -217,9 +253,8 @@ class Harness:
             block["throttling"] = throttling
         if stopped:
             block["stopped_early"] = stopped
-        log_text = None
-        if fn.log_path is not None and fn.log_path.is_file():
-            log_text = fn.log_path.read_text(errors="replace")
+        log_text = _read_log(fn)
+        block["cold_budget"] = cold_budget(log_text)  # its first request was a cold start
         if target.kind == "lambda" and log_text is not None:
             # The emulator's REPORT Duration spans the runtime client's own work too, which
             # Lambda bills: a bound on the billed duration above the handler's own timing.
@@ -234,15 +269,17 @@ class Harness:
 
     def _cold(
         self, target: Target, memory_mb: int, threads: int, limits: cgroups.CgroupLimits, i: int
-    ) -> float:
+    ) -> tuple[float, dict[str, Any] | None]:
+        """One fresh instance to its first answer: (client ms, the function's phase budget)."""
         fn = self._instance(target, memory_mb, threads, limits, f"cold{i}")
         start_instance(fn)
         try:
             call_instance(fn, target, self.text(i + 1))
         finally:
             fn.stop()
+        budget = cold_budget(_read_log(fn))
         self._clean(fn, target)
-        return (fn.cold_start_s or 0.0) * 1e3
+        return (fn.cold_start_s or 0.0) * 1e3, budget
 
     def _clean(self, fn: Instance, target: Target) -> None:
         # Each Lambda start unpacks the whole zip (about 100 MB): keep the disk from filling.

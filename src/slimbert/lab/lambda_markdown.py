@@ -1,8 +1,9 @@
 """``lambda.md``: the report of ``slimbert bench lambda`` as Markdown tables.
 
 Per function and memory size (handler, client, cold start, INIT, peak memory, throttling),
-batched requests by batch size and memory size, per concurrency level, and the
-teacher-over-student ratios measured in the same run.
+the cold start phase by phase as the function reports it, batched requests by batch size and
+memory size, per concurrency level, and the teacher-over-student ratios measured in the same
+run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def lambda_markdown(r: dict[str, Any]) -> str:
         f"({_f(r['limits'].get('cfs_period_us'), ',')} us) of the measured requests whose "
         "quota ran out.",
     ]
+    lines += cold_section(r)
     lines += batched_section(r)
     lines += [
         "",
@@ -142,4 +144,64 @@ def batched_section(r: dict[str, Any]) -> list[str]:
             f"ms throughout, one request at a time in the warm instance; Duration: {duration}; "
             "peak MB: the cgroup's peak so far, the batch sizes run smallest first.",
         ]
+    return lines
+
+
+def phase_runs(functions: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``{"student-lambda 1024 MB": [budget, ...], ...}``: every size that printed its
+    cold-start budget, in the order measured (a column of the phase table each)."""
+    return {
+        f"{name} {mb} MB": b["cold_phases"]["runs"]
+        for name, fn in functions.items()
+        for mb, b in fn["memory"].items()
+        if b.get("cold_phases")
+    }
+
+
+def cold_section(r: dict[str, Any]) -> list[str]:
+    """Cold start to the first answer per size, the teacher's beside it, and the phases."""
+    rows = []
+    teacher = r["functions"].get("teacher", {}).get("memory", {})
+    for name, fn in r["functions"].items():
+        if name == "teacher":
+            continue
+        for mb, b in fn["memory"].items():
+            if "cold_start_ms" not in b:
+                continue
+            cold, own = b["cold_start_ms"], (b.get("cold_phases") or {}).get("medians_ms", {})
+            t = teacher.get(mb, {}).get("cold_start_ms", {}).get("p50")
+            ratio = None if t is None else t / cold["p50"]
+            rows.append(
+                f"| {name} | {mb} | {cold['p50']:.0f} | {cold['p90']:.0f} | {cold['n']} "
+                f"| {_f(own.get('total'), '.0f')} | {_f(t, '.0f')} "
+                f"| {_f(ratio, '.1f')}{'×' if ratio is not None else ''} |"
+            )
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Cold start to the first answer",
+        "",
+        "| function | MB | p50 | p90 | n | function's own p50 | teacher p50 "
+        "| teacher over student |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "ms; p50/p90: process start to the first answer at the client (the emulator's start and "
+        "the round trip included), over the fresh starts; function's own: process start to its "
+        "answer as the function measures it (SLIMBERT_INIT/FIRST lines); teacher: the torch "
+        "teacher measured in the same run under the same limits.",
+    ]
+    runs = phase_runs(r["functions"])
+    if not runs:
+        lines[-1] += (
+            " No function printed its cold-start budget (a package built before the runtime "
+            "had one): no phases."
+        )
+    else:
+        from slimbert.lab.coldstart import phase_table
+
+        lines += ["", "### Phases (median over the fresh starts, ms)", "", phase_table(runs)]
+        if r.get("plots", {}).get("cold_phases"):
+            lines += ["", f"![cold start by phase]({r['plots']['cold_phases']})"]
     return lines
