@@ -348,3 +348,12 @@ def test_an_optimised_graph_with_its_weights_apart_loads_without_reoptimising(
     weights.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="does not match its sha256"):
         load_bundle(tmp_path / "saved", threads=1)
+
+
+def test_the_small_digest_is_sha256() -> None:
+    import hashlib
+
+    from slimbert.runtime.bundle import small_sha256
+
+    for data in (b"", b"manifest", bytes(range(256)) * 9):
+        assert small_sha256(data) == hashlib.sha256(data).hexdigest()

@@ -62,10 +62,10 @@ def phase_medians(runs: Runs) -> dict[str, float]:
     return out
 
 
-def _columns(runs: Runs | Mapping[str, Runs]) -> dict[str, Runs]:
+def _columns(runs: Runs | Mapping[str, Runs], single: str = "median ms") -> dict[str, Runs]:
     if isinstance(runs, Mapping):
         return {str(k): list(v) for k, v in runs.items()}
-    return {"median ms": list(runs)}
+    return {single: list(runs)}
 
 
 def phase_table(runs: Runs | Mapping[str, Runs]) -> str:
@@ -97,8 +97,13 @@ def phase_table(runs: Runs | Mapping[str, Runs]) -> str:
         + " | ".join(totals)
         + (" | | |" if single else " |")
     )
-    counts = ", ".join(f"{label}: {len(r)}" for label, r in columns.items())
-    lines += ["", f"Cold starts per column: {counts}; each phase is its median over them."]
+    if single:
+        counts = f"Cold starts: {len(next(iter(columns.values())))}"
+    else:
+        counts = "Cold starts per column: " + ", ".join(
+            f"{label}: {len(r)}" for label, r in columns.items()
+        )
+    lines += ["", f"{counts}; each phase is its median over them."]
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +113,7 @@ def plot_phases(runs: Runs | Mapping[str, Runs], path: Path, title: str | None =
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    columns = _columns(runs)
+    columns = _columns(runs, single="cold start")
     medians = {label: phase_medians(r) for label, r in columns.items()}
     names = phase_names([run for r in columns.values() for run in r])
     fig = Figure(figsize=(8.0, 1.2 + 0.55 * len(columns)), layout="constrained")

@@ -81,9 +81,13 @@ def small_sha256(data: bytes) -> str:
     """
     import importlib
 
-    try:
-        sha256 = importlib.import_module("_sha2").sha256
-    except (ImportError, AttributeError):
+    for module in ("_sha2", "_sha256"):  # CPython 3.12+, 3.11
+        try:
+            sha256 = importlib.import_module(module).sha256
+            break
+        except (ImportError, AttributeError):
+            continue
+    else:
         import hashlib
 
         sha256 = hashlib.sha256
