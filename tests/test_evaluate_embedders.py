@@ -99,6 +99,10 @@ def test_torch_and_onnx_rows_agree_and_the_table_has_them(
     assert torch_row["layers"] == onnx_row["layers"] == 4
     assert torch_row["parameters"] > 0 and onnx_row["parameters"] is None
     assert torch_row["size_mb"] > 0 and onnx_row["size_mb"] > 0
+    # The bundle's size is its graph and the weights file beside it, not the graph alone.
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    model_files = [n for n in manifest["files"] if n.startswith(manifest["model_file"])]
+    assert onnx_row["size_mb"] * 1e6 == sum(manifest["files"][n]["bytes"] for n in model_files)
     assert torch_row["dim"] == onnx_row["dim"] == 32
     for spec in result["pairs"]:
         assert math.isfinite(torch_row["spearman"][spec])

@@ -247,8 +247,10 @@ def register_stages(
         json_output=True,
     )
     def _export(options: Any, manifest: Any) -> None:
+        from slimbert.runtime.bundle import model_bytes  # the graph and its weights file
+
         gate = manifest.get("gate") or {}
-        size = manifest["files"][manifest["model_file"]]["bytes"] / 2**20
+        size = model_bytes(manifest) / 2**20
         out.print(
             f"bundle → {options.out} ({manifest['model_file']}, {size:.1f} MiB); "
             f"gate: {'passed' if gate.get('passed') else 'int8 not kept'}",
@@ -337,8 +339,10 @@ def pipeline_summary(steps: list[Any]) -> str:
                         rate = 100 * m["behaviour"]["pass_rate"]
                         rows.append((f"behavioural pass rate · {who}", f"{rate:.1f}%"))
             elif step.stage == "export":
+                from slimbert.runtime.bundle import model_bytes
+
                 man = read_json(Path(o.out) / "manifest.json")
-                size = man["files"][man["model_file"]]["bytes"] / 1e6
+                size = model_bytes(man) / 1e6
                 gate = man.get("gate") or {}
                 rows.append(("bundle model", f"{man['model_file']} {size:.1f} MB"))
                 for variant in ("fp32", "qint8"):

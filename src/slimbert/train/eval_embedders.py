@@ -126,6 +126,7 @@ def _load_embedder(path: Path, threads: int, batch_size: int) -> tuple[Any, dict
     """An object with ``embed(texts)`` for an embedder folder or bundle, and its table facts."""
     if (path / "manifest.json").is_file():
         from slimbert.runtime import load_bundle
+        from slimbert.runtime.bundle import model_bytes
 
         bundle = load_bundle(path, threads=threads, batch_size=batch_size)
         model_file = bundle.manifest["model_file"]
@@ -133,7 +134,7 @@ def _load_embedder(path: Path, threads: int, batch_size: int) -> tuple[Any, dict
             "kind": f"onnx-{bundle.manifest.get('variant', '?')}",
             "layers": _onnx_layers(path / model_file),
             "parameters": None,
-            "size_mb": bundle.manifest["files"][model_file]["bytes"] / 1e6,
+            "size_mb": model_bytes(bundle.manifest) / 1e6,  # graph and weights file
             "dim": bundle.dim,
         }
     embedder = _TorchEmbedder(path)

@@ -67,17 +67,16 @@ def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
 
     if (path / "manifest.json").is_file():
         from slimbert.runtime import load_bundle
+        from slimbert.runtime.bundle import model_bytes
 
         bundle = load_bundle(path, threads=threads)
         if bundle.task != "classification":
             raise ModelError(f"{path} is an {bundle.task} bundle; eval compares classifiers")
-        files = bundle.manifest["files"]
-        model_file = bundle.manifest["model_file"]
         return bundle, {
             "kind": f"onnx-{bundle.manifest.get('variant', '?')}",
             "layers": None,
             "parameters": None,
-            "size_mb": files[model_file]["bytes"] / 1e6,
+            "size_mb": model_bytes(bundle.manifest) / 1e6,  # graph and weights file
         }
     if (path / META_FILE).is_file():
         from slimbert.models.load import TorchClassifier, weights_mb
