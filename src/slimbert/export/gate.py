@@ -17,6 +17,7 @@ import numpy as np
 
 from slimbert.errors import DataError
 from slimbert.export.convert import OnnxRunner, Source
+from slimbert.metrics import cosine_similarities, cosine_spearman
 
 if TYPE_CHECKING:
     from slimbert.export.options import ExportOptions
@@ -380,7 +381,7 @@ def embedding_gate(
         gate["fp32"]["spearman"] = _spearman(fp32, data.scores)
     if qint8 is None:
         return gate
-    cosine = np.sum(_unit(fp32) * _unit(qint8), axis=1)
+    cosine = cosine_similarities(fp32, qint8)
     gate["qint8"] = {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min())}
     if data.scores is None:
         return _decide(gate, float(cosine.mean()) >= MIN_MEAN_COSINE)
@@ -390,17 +391,10 @@ def embedding_gate(
     return _decide(gate, drop <= options.max_spearman_drop)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
 def _spearman(vectors: np.ndarray, scores: list[float]) -> float:
-    from scipy.stats import spearmanr
-
+    """The pairs' cosine-Spearman; ``vectors`` holds every pair's first texts, then seconds."""
     half = len(scores)
-    similarity = np.sum(_unit(vectors[:half]) * _unit(vectors[half:]), axis=1)
-    return float(spearmanr(similarity, scores).statistic)
+    return cosine_spearman(vectors[:half], vectors[half:], scores)
 
 
 def _decide(gate: dict[str, Any], passed: bool) -> dict[str, Any]:
