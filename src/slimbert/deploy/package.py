@@ -89,13 +89,11 @@ from slimbert.io import (
     write_json,
     write_report,
 )
+from slimbert.runtime.request import MANIFEST_SHA256_ENV, METRIC_NAMESPACE, SERVER_ERRORS_METRIC
 
 log = logging.getLogger(__name__)
 
 # Names slimbert.runtime.handler reads or writes (importing it here could load a model).
-MANIFEST_SHA256_ENV = "SLIMBERT_MANIFEST_SHA256"
-METRIC_NAMESPACE = "slimbert"
-SERVER_ERRORS_METRIC = "ServerErrors"
 # What marks a gcp-function folder slimbert wrote: the first line of its main.py (a Lambda
 # zip is marked by the runtime it holds, platforms.HANDLER_MEMBER).
 _GCP_MAIN_FIRST_LINE = '"""Cloud Run functions entry point written by `slimbert package`."""'

@@ -87,6 +87,9 @@ from slimbert.runtime.index import (  # noqa: E402
     wants_duplicates,
 )
 from slimbert.runtime.request import (  # noqa: E402, F401 - the names tests and callers use here
+    MANIFEST_SHA256_ENV,
+    METRIC_NAMESPACE,
+    SERVER_ERRORS_METRIC,
     USAGE,
     FlaskBody,
     Limits,
@@ -101,11 +104,8 @@ from slimbert.runtime.request import (  # noqa: E402, F401 - the names tests and
 log = logging.getLogger(__name__)
 
 BUNDLE_ENV = "SLIMBERT_BUNDLE"
-MANIFEST_SHA256_ENV = "SLIMBERT_MANIFEST_SHA256"
 VERIFY_ENV = "SLIMBERT_VERIFY"
 LAMBDA_ENV = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda (and its emulator) in every sandbox
-METRIC_NAMESPACE = "slimbert"  # the embedded-metric-format namespace of ServerErrors
-SERVER_ERRORS_METRIC = "ServerErrors"
 # handler.py sits at <root>/slimbert/runtime/handler.py; the zip puts the bundle at <root>/bundle.
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 DEFAULT_INDEX = DEFAULT_BUNDLE.parent / "index"

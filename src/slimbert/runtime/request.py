@@ -17,6 +17,13 @@ from typing import Any
 
 from slimbert.errors import ConfigError
 
+# The function's configuration names that `slimbert package` writes into what it ships (the
+# zip's entry point, the SAM template's alarm): defined once here, in a module that loads
+# nothing, so the packager can import them without importing the handler.
+MANIFEST_SHA256_ENV = "SLIMBERT_MANIFEST_SHA256"
+METRIC_NAMESPACE = "slimbert"  # the embedded-metric-format namespace of ServerErrors
+SERVER_ERRORS_METRIC = "ServerErrors"
+
 USAGE = 'send a JSON object such as {"texts": ["first text", "second text"]}'
 
 
