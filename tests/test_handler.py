@@ -780,3 +780,24 @@ def test_gcp_chunked_body_is_refused_without_buffering_it(served: Any) -> None:
     again, _ = served.invoke({"texts": ["bad awful"]})
     assert again["statusCode"] == 200
     assert [p["label"] for p in json.loads(again["body"])["predictions"]] == ["negative"]
+
+
+def test_a_text_gets_the_same_answer_alone_or_in_a_batch(handler: ModuleType) -> None:
+    # Texts of one request run one at a time (SLIMBERT_BATCH_SIZE, default 1), so batching
+    # is only a saving on the request fee: never a different answer.
+    texts = ["good great", "bad awful bad awful bad", "table", "great chair good table good"]
+    assert handler.BUNDLE.batch_size == 1
+    batched = handler.lambda_handler({"texts": texts}, CONTEXT)["predictions"]
+    alone = [handler.lambda_handler({"texts": [t]}, CONTEXT)["predictions"][0] for t in texts]
+    assert batched == alone
+
+
+def test_serving_batch_size_comes_from_the_environment(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLIMBERT_BATCH_SIZE", "4")
+    assert handler.reload() is not None and handler.BUNDLE.batch_size == 4
+    monkeypatch.setenv("SLIMBERT_BATCH_SIZE", "0")
+    with caplog.at_level(logging.ERROR):
+        assert handler.reload() is None
+    assert "SLIMBERT_BATCH_SIZE must be a positive integer" in caplog.text

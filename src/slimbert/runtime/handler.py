@@ -20,8 +20,10 @@ the default without a pinned manifest; ``sizes``, the default with one: see
 docs/serving.md, "Integrity"),
 ``SLIMBERT_MAX_TEXTS`` (64), ``SLIMBERT_MAX_CHARS`` (5000, characters per text),
 ``SLIMBERT_MAX_BODY_BYTES`` (262144, UTF-8 bytes of the JSON body on every path),
-``SLIMBERT_THREADS``, ``SLIMBERT_LOG_LEVEL`` (WARNING: refused and failed requests are logged
-in one line, tracebacks only for unexpected errors; INFO adds one JSON line per request),
+``SLIMBERT_THREADS``, ``SLIMBERT_BATCH_SIZE`` (1: texts per model run; each text runs alone,
+so its answer never depends on the texts sent with it), ``SLIMBERT_LOG_LEVEL`` (WARNING:
+refused and failed requests are logged in one line, tracebacks only for unexpected errors;
+INFO adds one JSON line per request),
 ``SLIMBERT_INDEX`` (a duplicate index, default ``index/`` beside ``bundle/`` when present; see
 ``slimbert.runtime.index``) and ``SLIMBERT_MAX_TOP_K`` (20).
 
@@ -95,6 +97,7 @@ from slimbert.runtime.request import (  # noqa: E402, F401 - the names tests and
     Limits,
     Request,
     RequestError,
+    batch_size_from_env,
     new_request_id,
     parse_payload,
     parse_texts,
@@ -156,7 +159,13 @@ def _load(source: Path, phases: PhaseRecorder | None) -> tuple[Bundle, Limits, V
             # The session's own import, timed on its own; when it fails, creating the
             # session says so as it always did.
             import onnxruntime  # noqa: F401
-    bundle = load_bundle(source, manifest_sha256=expected, verify=verify, phases=phases)
+    bundle = load_bundle(
+        source,
+        manifest_sha256=expected,
+        verify=verify,
+        phases=phases,
+        batch_size=batch_size_from_env(),
+    )
     if phases is None:
         return bundle, limits, load_deployed_index(bundle, DEFAULT_INDEX)
     with phases.phase("index"):

@@ -84,6 +84,32 @@ class Limits:
         return cls(**values)
 
 
+BATCH_SIZE_ENV = "SLIMBERT_BATCH_SIZE"
+# Texts of one request run one at a time by default. With an int8 bundle (dynamic quantisation
+# scales each run's activations by its own range) a text's answer otherwise depends on the
+# texts sent with it: 6 of 960 labels flipped between alone and in requests of 32 (demo bundle,
+# docs/serving.md). At one thread (every Lambda size under 3,538 MB) it is also the fastest:
+# no padding, 1.24 against 2.09 ms per text for 32 tweets as one padded run.
+SERVING_BATCH_SIZE = 1
+
+
+def batch_size_from_env() -> int:
+    """Texts per model run in the function: ``SLIMBERT_BATCH_SIZE``, else 1."""
+    raw = os.environ.get(BATCH_SIZE_ENV, "").strip()
+    if not raw:
+        return SERVING_BATCH_SIZE
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(
+            f"{BATCH_SIZE_ENV} must be a positive integer, got {raw!r}",
+            hint=f"unset {BATCH_SIZE_ENV}: each text then runs alone, as it would if sent alone",
+        )
+    return value
+
+
 class RequestError(Exception):
     """A request the function refuses: its status and a message for the caller."""
 
