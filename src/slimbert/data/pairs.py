@@ -420,6 +420,52 @@ def _read_file(path: Path, columns: tuple[str, str, str, str], encoding: str) ->
     )
 
 
+def read_scored_csv(path: Path, encoding: str, limit: int) -> PairSet | None:
+    """Scored pairs from a CSV/TSV with a ``sentence1,sentence2,score`` header or none
+    (three columns, the third a number); ``None`` when the file is not one.
+
+    The export gate's reader: scores are kept as they are (any scale: only their ranks
+    matter to Spearman), unlike :func:`load_pairs`, which trains on 0-1 scores.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".tsv"} or not path.is_file():
+        return None
+    with open(path, encoding=encoding, newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+    if not rows:
+        return None
+    names = [c.strip().lower() for c in rows[0]]
+    header = {"sentence1", "sentence2", "score"} <= set(names)
+    if header:
+        columns = (names.index("sentence1"), names.index("sentence2"), names.index("score"))
+    elif len(rows[0]) == 3 and _is_number(rows[0][2]):
+        columns = (0, 1, 2)
+    else:
+        return None
+    first, second, scores = [], [], []
+    skip = 1 if header else 0
+    for line, row in enumerate(rows[skip : skip + limit], start=1 + skip):
+        try:
+            scores.append(float(row[columns[2]]))
+            first.append(row[columns[0]])
+            second.append(row[columns[1]])
+        except (IndexError, ValueError) as exc:
+            raise DataError(
+                f"not a scored sentence pair ({exc})", path=str(path), line=line
+            ) from exc
+    if not scores:
+        raise DataError("no sentence pairs for the quality gate", path=str(path))
+    return PairSet(first, second, scores=scores, name=str(path))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def write_pairs(path: Path, pairs: PairSet) -> None:
     """Write scored/labelled pairs as CSV (atomically)."""
     from slimbert.io import atomic_open

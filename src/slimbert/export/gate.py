@@ -224,43 +224,12 @@ def _pair_spec(spec: str, encoding: str, limit: int) -> GateData | None:
 
 def read_pairs(spec: str, encoding: str, limit: int) -> GateData | None:
     """Scored sentence pairs (STS-b style) from a CSV/TSV, with or without a header."""
-    import csv
+    from slimbert.data.pairs import read_scored_csv
 
-    path = Path(spec)
-    if path.suffix.lower() not in {".csv", ".tsv"} or not path.is_file():
+    pairs = read_scored_csv(Path(spec), encoding, limit)
+    if pairs is None:
         return None
-    with open(path, encoding=encoding, newline="") as fh:
-        rows = list(csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-    if not rows:
-        return None
-    names = [c.strip().lower() for c in rows[0]]
-    header = {"sentence1", "sentence2", "score"} <= set(names)
-    if header:
-        columns = (names.index("sentence1"), names.index("sentence2"), names.index("score"))
-    elif len(rows[0]) == 3 and _is_number(rows[0][2]):
-        columns = (0, 1, 2)
-    else:
-        return None
-    first, second, scores = [], [], []
-    skip = 1 if header else 0
-    for line, row in enumerate(rows[skip : skip + limit], start=1 + skip):
-        try:
-            scores.append(float(row[columns[2]]))
-            first.append(row[columns[0]])
-            second.append(row[columns[1]])
-        except (IndexError, ValueError) as exc:
-            raise DataError(f"not a scored sentence pair ({exc})", path=spec, line=line) from exc
-    if not scores:
-        raise DataError("no sentence pairs for the quality gate", path=spec)
-    return GateData(texts=first + second, scores=scores)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return GateData(texts=pairs.first + pairs.second, scores=pairs.require_scores())
 
 
 def classification_gate(
