@@ -95,7 +95,8 @@ def run_sampler_bench(options: SamplerBenchOptions, reporter: Any = None) -> dic
     import torch
 
     from slimbert.models.load import TorchClassifier
-    from slimbert.train.finetune import TrainOptions, load_split
+    from slimbert.train.common import load_split
+    from slimbert.train.finetune import TrainOptions
     from slimbert.train.loop import FitSettings, fit
 
     base = TrainOptions(limit=options.limit, max_length=options.max_length)
