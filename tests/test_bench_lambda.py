@@ -20,7 +20,7 @@ from slimbert.deploy.toolchain import find_python312, host_arch, rie_binary
 from slimbert.errors import ConfigError, SlimbertError
 from slimbert.lab import cgroups
 from slimbert.lab.bench_lambda import BenchLambdaOptions, _platform_fields, run_lambda_bench
-from slimbert.lab.cost import CostOptions, read_results, run_cost
+from slimbert.lab.cost import CostOptions, run_cost
 from slimbert.lab.lambda_batches import BATCH_WARMUP, measure_batches
 from slimbert.lab.lambda_harness import Harness, cfs_throttling, cold_budget
 from slimbert.lab.lambda_instances import (
@@ -31,6 +31,7 @@ from slimbert.lab.lambda_instances import (
     emulator_reports,
 )
 from slimbert.lab.lambda_markdown import batched_section, cold_section, phase_runs
+from slimbert.lab.results import read_results
 from slimbert.metrics import quantiles
 from test_package import (  # noqa: F401 - session fixtures shared with the package tests
     gcp_package,

@@ -136,7 +136,7 @@ def test_one_name_is_described_per_command_where_it_means_something_else() -> No
     assert "hard" not in render(("sbert", "train"))["--loss"]
     assert "sbert-paper" in render(("run",))["pipeline"]
     # The price-table keys named in cost --platform are the table's keys.
-    from slimbert.lab.cost import load_prices
+    from slimbert.prices import load_prices
 
     named = set(re.findall(r"\b[a-z0-9_]+(?:-[a-z0-9_]+)+\b", STAGE_HELP["cost"]["platform"]))
     assert named == set(load_prices(None).platforms)

@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 
 from slimbert.errors import ConfigError, DataError
-from slimbert.lab.cost import (
+from slimbert.lab.billing import (
     SECONDS_PER_MONTH,
-    CostOptions,
     billed_ms,
     break_even_rps,
     cheapest_memory,
     cost_per_million,
     monthly_cost,
-    read_results,
-    run_cost,
 )
+from slimbert.lab.cost import CostOptions, run_cost
+from slimbert.lab.results import read_results
 from slimbert.prices import load_prices
 
 LAMBDA = "aws-lambda-x86_64"

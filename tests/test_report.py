@@ -12,17 +12,9 @@ import numpy as np
 import pytest
 
 from slimbert.errors import ConfigError, DataError
-from slimbert.lab.report import (
-    BENCH_MEMORY_MB,
-    README_END,
-    README_START,
-    ReportOptions,
-    build_report,
-    find_results,
-    lambda_gaps,
-    read_lambda,
-    update_readme,
-)
+from slimbert.lab.readme import README_END, README_START, update_readme
+from slimbert.lab.report import ReportOptions, build_report
+from slimbert.lab.results import BENCH_MEMORY_MB, find_results, lambda_gaps, read_lambda
 
 pytest.importorskip("matplotlib")
 

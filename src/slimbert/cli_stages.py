@@ -190,7 +190,8 @@ def register_stages(
         json_output=True,
     )
     def _cost(options: Options) -> Any:
-        from slimbert.lab.cost import markdown_report, run_cost
+        from slimbert.lab.cost import run_cost
+        from slimbert.lab.cost_markdown import markdown_report
 
         report = run_cost(options)  # type: ignore[arg-type]
         out.print(markdown_report(report), soft_wrap=True)

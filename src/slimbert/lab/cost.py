@@ -23,10 +23,7 @@ from slimbert.config import Options, check
 from slimbert.errors import ConfigError
 from slimbert.io import atomic_open, write_json
 from slimbert.lab.billing import (
-    HOURS_PER_MONTH,
     PRICED_BESIDE,
-    SECONDS_PER_MONTH,
-    billed_ms,
     break_even_rps,
     cheapest_memory,
     cost_per_million,
@@ -38,13 +35,7 @@ from slimbert.lab.cost_markdown import markdown_report
 from slimbert.lab.results import LambdaRun, Measurement, Results, read_results
 from slimbert.prices import Platform, PriceTable, load_prices
 
-# What ``slimbert.lab.cost`` offered before the billing arithmetic and the results reader moved
-# out: code written against it keeps working.
-__all__ = [
-    "HOURS_PER_MONTH", "SECONDS_PER_MONTH", "CostOptions", "Measurement", "PlatformCost",
-    "Results", "billed_ms", "break_even_rps", "cheapest_memory", "cost_per_million",
-    "load_prices", "markdown_report", "monthly_cost", "price_runs", "read_results", "run_cost",
-]  # fmt: skip
+__all__ = ["CostOptions", "PlatformCost", "price_runs", "run_cost"]
 
 log = logging.getLogger(__name__)
 

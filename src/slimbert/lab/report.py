@@ -52,8 +52,6 @@ from slimbert.lab.plots import (
     plot_sizes,
 )
 from slimbert.lab.readme import (
-    README_END,
-    README_START,
     key_figures,
     read_readme,
     readme_table,
@@ -67,7 +65,6 @@ from slimbert.lab.results import (
     Source,
     failure_of,
     find_results,
-    lambda_gaps,
     quality_points,
     quantile_of,
     read_lambda,
@@ -76,11 +73,7 @@ from slimbert.lab.results import (
 )
 from slimbert.prices import PriceTable, load_prices
 
-# Names that lived here before the results reader, the plots and the README table moved out.
-__all__ = [
-    "BENCH_MEMORY_MB", "README_END", "README_START", "ReportOptions", "build_report",
-    "find_results", "key_figures", "lambda_gaps", "read_lambda", "update_readme",
-]  # fmt: skip
+__all__ = ["ReportOptions", "build_report"]
 
 log = logging.getLogger(__name__)
 
