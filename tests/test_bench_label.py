@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from slimbert.errors import ConfigError
-from slimbert.lab.bench_label import LabelBenchOptions, label_markdown, run_label_bench
+from slimbert.lab.bench_label import (
+    LabelBenchOptions,
+    encoder_flops,
+    label_markdown,
+    run_label_bench,
+    sgemm_peak,
+)
 
 
 def _report() -> dict[str, Any]:
@@ -23,14 +29,18 @@ def _report() -> dict[str, Any]:
         "throughput": [
             row
             | {"variant": "torch", "cores": 1, "steady_rows_per_second": 100.0}
-            | {"per_core": 100.0, "agreement_with_torch": 1.0},
+            | {"per_core": 100.0, "agreement_with_torch": 1.0}
+            | {"gflops_per_core": 40.0, "share_of_peak": 0.5},
             row
             | {"variant": "fp32", "cores": 1, "steady_rows_per_second": 250.0}
-            | {"per_core": 250.0, "agreement_with_torch": 1.0},
+            | {"per_core": 250.0, "agreement_with_torch": 1.0}
+            | {"gflops_per_core": 100.0, "share_of_peak": 1.25},
         ],
+        "roofline": {"sgemm_gflops_one_thread": 80.0, "mean_tokens": 30.0, "gflop_per_row": 0.4},
         "ray": {
             "cores": 2,
             "actors": 2,
+            "rows": 5000,
             "local": {"seconds": 2.0, "rows_per_second": 50.0, "steady_rows_per_second": 60.0},
             "ray": {"seconds": 3.0, "rows_per_second": 40.0, "steady_rows_per_second": 57.0},
             "steady_ratio": 0.95,
@@ -49,6 +59,10 @@ def _report() -> dict[str, Any]:
 def test_markdown_states_ratios_and_faults() -> None:
     text = label_markdown(_report())
     assert "| fp32 | 1 | 250 | 250 |" in text
+    assert "| torch | 1 | 100 | 100 | 90 | 100.00% | 40.0 | 50% |" in text
+    assert "sgemm peak measured in this run: 80.0 GFLOP/s" in text
+    assert "fp32 / torch bound on this CPU: 2.00x." in text
+    assert "fp32 teacher, 5,000 rows" in text
     assert "ONNX fp32 / torch on 1 core(s): 2.50x" in text
     assert "int8 was not measured: export's quality gate kept fp32." in text
     assert "Ray / local: 0.95x steady" in text and "same labels on 100.00% of rows" in text
@@ -61,6 +75,15 @@ def test_options_are_checked() -> None:
         LabelBenchOptions(cores=(0,))
     with pytest.raises(ConfigError, match="repeats"):
         LabelBenchOptions(repeats=0)
+    with pytest.raises(ConfigError, match="ray_limit"):
+        LabelBenchOptions(ray_limit=0)
+
+
+def test_encoder_flops_counts_dense_layers_and_attention() -> None:
+    config = {"hidden_size": 4, "num_hidden_layers": 2, "intermediate_size": 8}
+    # per layer: 2 * n * (4*16 + 2*32) dense + 4 * n^2 * 4 attention; n = 3
+    assert encoder_flops(config, 3) == 2 * (2 * 3 * 128 + 4 * 9 * 4)
+    assert sgemm_peak(size=64, seconds=0.05) > 0
 
 
 @pytest.mark.slow
@@ -91,4 +114,5 @@ def test_small_run_writes_results(
     assert {"torch", "fp32"} <= variants
     fp32 = next(row for row in saved["throughput"] if row["variant"] == "fp32")
     assert fp32["agreement_with_torch"] == 1.0 and fp32["rows"] == 60
+    assert saved["roofline"]["sgemm_gflops_one_thread"] > 0 and fp32["gflops_per_core"] > 0
     assert (out / "label.md").read_text(encoding="utf-8").startswith("# Labelling throughput")

@@ -253,6 +253,8 @@ STAGE_HELP: dict[str, dict[str, str]] = {
         "teacher": "Torch teacher folder whose labelling speed is measured.",
         "data": "Texts labelled.",
         "limit": "Rows labelled per measurement.",
+        "ray_limit": "Rows of the Ray against local comparison (left out: --limit); Ray's "
+        "start-up is a fixed cost, so more rows show the steady share.",
     },
     "bench-serving": {
         "bundle": "Bundle served under onnxruntime.",

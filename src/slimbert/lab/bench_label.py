@@ -14,6 +14,11 @@ Four measurements, side by side in one run on the same sample of the pool:
 4. the driver SIGKILLed after its first finished shard (a ``slimbert label --engine ray``
    subprocess): the rerun resumes from the finished shards; checked with ``read_silver``.
 
+Beside the rates, the work they stand for: useful GFLOP/s per core (the encoder's
+multiply-adds over the rows' real token counts, padding not counted) against one core's
+sgemm peak measured in the same run, so the table says how far any fp32 engine could still
+go on this CPU.
+
 Results go to ``bench/results/<timestamp>/label.json`` and ``.md``. The throughput model of
 ``docs/scale.md`` is read from these figures.
 """
@@ -56,6 +61,9 @@ class LabelBenchOptions(Options):
     teacher: Path = Path("runs/sentiment/teacher")
     data: str = "tweets3:pool"
     limit: int = 2000
+    # The Ray comparison on more rows than the rest (None: --limit): Ray's start-up is a
+    # fixed cost, so its end-to-end ratio depends on the size of the run.
+    ray_limit: int | None = None
     batch_size: int = 64
     shard_size: int = 256
     cores: tuple[int, ...] = (1, 2)
@@ -68,6 +76,10 @@ class LabelBenchOptions(Options):
 
     def validate(self) -> None:
         check(self.limit >= 1, f"limit must be at least 1, got {self.limit}")
+        check(
+            self.ray_limit is None or self.ray_limit >= 1,
+            f"ray_limit must be at least 1, got {self.ray_limit}",
+        )
         check(self.repeats >= 1, f"repeats must be at least 1, got {self.repeats}")
         check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
         check(self.shard_size >= self.batch_size, "shard_size must be at least batch_size")
@@ -155,7 +167,9 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
                 paths[variant] = ("onnx", bundle)
         report["exports"] = exports
 
-        def run(name: str, variant: str, threads: int, **extra: Any) -> dict[str, Any]:
+        def run(
+            name: str, variant: str, threads: int, limit: int | None = None, **extra: Any
+        ) -> dict[str, Any]:
             backend, path = paths[variant]
             scorer = _scorer(variant, path, threads, max_length)
             scorer.logits(["warm up", "a second, slightly longer warm-up text"])
@@ -168,7 +182,7 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
                 batch_size=options.batch_size,
                 shard_size=options.shard_size,
                 max_length=max_length if backend == "torch" else None,
-                limit=options.limit,
+                limit=limit or options.limit,
                 **extra,
             )
             result = label_corpus(label_options, scorer=scorer, progress=meter)
@@ -216,6 +230,7 @@ def run_label_bench(options: LabelBenchOptions) -> dict[str, Any]:
                     }
                 )
         report["throughput"] = table
+        report["roofline"] = _roofline(options, table)
         if options.ray:
             report["ray"] = _ray_runs(options, run, work, paths["fp32"][1])
     report["seconds"] = time.perf_counter() - started
@@ -236,6 +251,7 @@ def _ray_runs(
 
     cores = max(options.cores)
     out: dict[str, Any] = {"cores": cores, "actors": cores, "teacher": "fp32"}
+    out["rows"] = options.ray_limit or options.limit
     if options.faults:  # first, before this process starts a Ray of its own
         out["killed_driver"] = _killed_driver(options, work, bundle, cores)
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
@@ -244,9 +260,9 @@ def _ray_runs(
         ray_run: dict[str, Any] = {}
         for repeat in range(options.repeats):  # interleaved, the fastest of each kept
             with _cores(cores):
-                r = run(f"ray-local-{repeat}", "fp32", cores)
+                r = run(f"ray-local-{repeat}", "fp32", cores, options.ray_limit)
             local = r if not local or _steady(r) > _steady(local) else local
-            r = run(f"ray-ray-{repeat}", "fp32", 1, engine="ray", actors=cores)
+            r = run(f"ray-ray-{repeat}", "fp32", 1, options.ray_limit, engine="ray", actors=cores)
             ray_run = r if not ray_run or _steady(r) > _steady(ray_run) else ray_run
         checksums = _checksums(local["out"]) == _checksums(ray_run["out"])
         out["local"] = _summary(local)
@@ -384,6 +400,57 @@ def _killed_driver(
     }
 
 
+def encoder_flops(config: dict[str, Any], tokens: int) -> float:
+    """Floating-point operations of one BERT-style encoder pass over a ``tokens``-long text:
+    the dense layers (Q, K, V, output, two feed-forward) and attention's two products, a
+    multiply-add counted as two; embeddings, LayerNorm, softmax and the head left out."""
+    h, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+    ff = int(config["intermediate_size"])
+    dense = 2 * tokens * (4 * h * h + 2 * h * ff)
+    attention = 2 * 2 * tokens * tokens * h
+    return float(layers * (dense + attention))
+
+
+def sgemm_peak(size: int = 1024, seconds: float = 1.0) -> float:
+    """One thread's fp32 matrix-multiply rate in GFLOP/s (torch, best of ~``seconds``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b  # warm up
+        best, end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            tick = time.perf_counter()
+            a @ b
+            best = max(best, 2 * size**3 / (time.perf_counter() - tick) / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _roofline(options: LabelBenchOptions, table: list[dict[str, Any]]) -> dict[str, Any]:
+    """Useful GFLOP/s per core of each row against one core's sgemm peak (same run)."""
+    from slimbert.data.load import load_texts
+    from slimbert.models.load import TorchClassifier
+
+    config = read_json(options.teacher / "config.json")
+    texts = list(load_texts(options.data, label_column=None).texts)[: options.limit]
+    lengths = TorchClassifier.load(options.teacher).token_lengths(texts)
+    flops_per_row = sum(encoder_flops(config, n) for n in lengths) / max(len(lengths), 1)
+    with _cores(1):
+        peak = sgemm_peak()
+    for row in table:
+        row["gflops_per_core"] = round(row["per_core"] * flops_per_row / 1e9, 1)
+        row["share_of_peak"] = round(row["gflops_per_core"] / peak, 3)
+    return {
+        "sgemm_gflops_one_thread": round(peak, 1),
+        "mean_tokens": round(sum(lengths) / max(len(lengths), 1), 1),
+        "gflop_per_row": round(flops_per_row / 1e9, 3),
+    }
+
+
 def _steady(r: dict[str, Any]) -> float:
     return float(r["steady_rows_per_second"])
 
@@ -411,20 +478,38 @@ def label_markdown(report: dict[str, Any]) -> str:
         f"{report['options']['batch_size']}, max length {report['max_length']}. Rates are "
         "steady state (first to last batch); end to end includes loading and token lengths.",
         "",
-        "| teacher | cores | rows/s | rows/s per core | end-to-end rows/s | agreement with torch |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| teacher | cores | rows/s | rows/s per core | end-to-end rows/s | agreement with torch "
+        "| GFLOP/s per core | of sgemm peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["throughput"]:
+        gflops = row.get("gflops_per_core")
+        work = (
+            f"{gflops:,.1f} | {100 * row['share_of_peak']:.0f}%" if gflops is not None else "– | –"
+        )
         lines.append(
             f"| {row['variant']} | {row['cores']} | {row['steady_rows_per_second']:,.0f} | "
             f"{row['per_core']:,.0f} | {row['rows_per_second']:,.0f} | "
-            f"{100 * row['agreement_with_torch']:.2f}% |"
+            f"{100 * row['agreement_with_torch']:.2f}% | {work} |"
         )
     by = {(r["variant"], r["cores"]): r for r in report["throughput"]}
     for cores in report["options"]["cores"]:
         if ("fp32", cores) in by:
             ratio = by["fp32", cores]["per_core"] / max(by["torch", cores]["per_core"], 1e-9)
             lines.append(f"\nONNX fp32 / torch on {cores} core(s): {ratio:.2f}x")
+    roof = report.get("roofline")
+    if roof:
+        lines.append(
+            f"\nWork: {roof['gflop_per_row']:.3f} GFLOP per row (mean {roof['mean_tokens']:.1f} "
+            f"tokens; int8 rows count the same operations); one core's fp32 sgemm peak measured "
+            f"in this run: {roof['sgemm_gflops_one_thread']:.1f} GFLOP/s. An fp32 engine "
+            "cannot run faster than that peak, so fp32 / torch per core is bounded by "
+            "peak / torch's GFLOP/s."
+        )
+        torch_one = by.get(("torch", min(report["options"]["cores"])))
+        if torch_one and torch_one.get("gflops_per_core"):
+            bound = roof["sgemm_gflops_one_thread"] / torch_one["gflops_per_core"]
+            lines.append(f"\nfp32 / torch bound on this CPU: {bound:.2f}x.")
     int8 = report["exports"]["int8"]["chosen"]
     if not int8.startswith("qint8"):
         why = report["exports"]["int8"].get("error") or "export's quality gate kept fp32"
@@ -434,7 +519,7 @@ def label_markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"## Ray engine ({ray['actors']} actors x 1 thread) against local ({ray['cores']} "
-            "threads), fp32 teacher",
+            f"threads), fp32 teacher, {ray.get('rows', report['options']['limit']):,} rows",
             "",
             "| engine | rows/s (steady) | end-to-end rows/s | seconds |",
             "|---|---:|---:|---:|",
@@ -469,4 +554,4 @@ def label_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["LabelBenchOptions", "label_markdown", "run_label_bench"]
+__all__ = ["LabelBenchOptions", "encoder_flops", "label_markdown", "run_label_bench", "sgemm_peak"]
