@@ -113,6 +113,10 @@ def test_quick_smoke_run(runnable_package: Path, texts_csv: Path, tmp_path: Path
     assert 0 < phases["medians_ms"]["total"] < cold["p90"]  # the client's view holds the emulator
     assert "### Phases" in (out / "lambda.md").read_text()
     assert (out / doc["plots"]["cold_phases"]).is_file()  # the stacked bars, beside lambda.md
+    # The stack floor: one fresh start of the import-only zip beside each of the function's.
+    floor = block["floor_cold_start_ms"]
+    assert floor["n"] == 2 and floor["p50"] > 0 and "floor_error" not in block
+    assert "stack floor p50" in (out / "lambda.md").read_text()
 
     concurrency = doc["functions"]["student-lambda"]["concurrency"]["instances"]
     assert set(concurrency) == {"1", "2"}
@@ -416,6 +420,7 @@ def test_the_cold_section_stacks_phases_and_quotes_the_teacher() -> None:
     runs = [budget for budget in map(cold_budget, logs) if budget is not None]
     student = {
         "cold_start_ms": {"p50": 250.0, "p90": 300.0, "n": 3},
+        "floor_cold_start_ms": {"p50": 180.0, "p90": 190.0, "n": 3},
         "cold_phases": {"n": 3, "medians_ms": phase_medians(runs), "runs": runs},
     }
     teacher = {"cold_start_ms": {"p50": 7500.0, "p90": 8000.0, "n": 3}}
@@ -428,6 +433,7 @@ def test_the_cold_section_stacks_phases_and_quotes_the_teacher() -> None:
     text = "\n".join(cold_section(report))
     # The function's own p50: the median of the totals (170 + 3, 255 + 3, 340 + 3); the teacher
     # 30x slower to its first answer.
-    assert "| student-lambda | 1024 | 250 | 300 | 3 | 258 | 7500 | 30.0× |" in text
+    # The stack floor at 180 ms: 70 ms of the cold start are slimbert's own.
+    assert "| student-lambda | 1024 | 250 | 300 | 3 | 258 | 180 | 70 | 7500 | 30.0× |" in text
     assert "session" in text and "first_request" in text
     assert list(phase_runs(report["functions"])) == ["student-lambda 1024 MB"]

@@ -271,6 +271,8 @@ STAGE_HELP: dict[str, dict[str, str]] = {
         "batch_sizes": "Texts per request of the batched runs, each 1..64, e.g. 1,8,32,64 "
         "(empty: none).",
         "batch_requests": "Requests per batch size and memory size (--quick: 10).",
+        "floor": "Also time fresh starts of the stack floor: the zip with a handler that only "
+        "imports numpy, tokenizers and onnxruntime, which no function on that stack can beat.",
     },
     "bench-index": {"threads": "CPU threads per query."},
     "index-build": {

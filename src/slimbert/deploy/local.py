@@ -260,9 +260,11 @@ class LocalLambda(LocalFunction):
         timeout_s: int | None = None,
         python: Path | None = None,
         arch: str | None = None,
+        handler: str = LAMBDA_HANDLER,
     ) -> None:
         super().__init__(port=port, env=env)
         self.package_zip = Path(package_zip)
+        self.handler = handler  # module.function inside the zip, as Lambda's Handler setting
         self.arch = arch  # checked against the zip's; None: whatever it was built for
         self.emulated = False  # set by start(): True when it runs under qemu
         self.workdir = Path(workdir) if workdir is not None else None
@@ -320,7 +322,7 @@ class LocalLambda(LocalFunction):
             # Its default 127.0.0.1:9001 would clash between two emulators on one machine.
             "--runtime-api-address", f"127.0.0.1:{free_port()}",
             # Under qemu the emulator's child is started through qemu too (no binfmt_misc).
-            *prefix, str(python), "-m", "awslambdaric", LAMBDA_HANDLER,
+            *prefix, str(python), "-m", "awslambdaric", self.handler,
         ]  # fmt: skip
         seconds = self._spawn(command, task, self._environment(task), workdir / "function.log")
         log.info("Lambda emulator for %s on port %d (pid %s)", task, self.port, self.pid)
@@ -337,7 +339,7 @@ class LocalLambda(LocalFunction):
             "PYTHONPATH": str(task),
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",  # /var/task is read-only in Lambda
-            "_HANDLER": LAMBDA_HANDLER,
+            "_HANDLER": self.handler,
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",

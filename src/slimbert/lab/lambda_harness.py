@@ -6,7 +6,8 @@ its platform gives a memory size (:mod:`slimbert.lab.cgroups`):
 * :meth:`Harness.measure_size`: in one execution environment, a warm-up, then ``requests``
   real texts one at a time (client latency and the handler's own ``timing_ms.total``), the
   cgroup's peak memory and CFS throttling; then ``cold_starts`` fresh instances (process start
-  to first answer; INIT is that less the warm median);
+  to first answer; INIT is that less the warm median), each followed by a fresh start of
+  the zip's stack floor (:mod:`slimbert.lab.coldfloor`) under the same limits;
 * :meth:`Harness.measure_concurrency`: K instances, each in its own cgroup and serving one
   request at a time (Lambda scales by instances), driven by K client threads.
 
@@ -103,6 +104,7 @@ class Harness:
     texts: list[str]
     work: Path
     use_cgroups: bool
+    floors: dict[Path, Path] = dataclasses.field(default_factory=dict)  # zip -> its floor zip
 
     def text(self, i: int) -> str:
         return self.texts[i % len(self.texts)]  # cycle when the data is shorter
@@ -142,13 +144,22 @@ class Harness:
                 block.update(self._warm(target, memory_mb, block["threads"], limits, deadline))
                 colds = [block.pop("cold_ms")]
                 budgets = [block.pop("cold_budget")]
-                for i in range(opts.cold_starts - 1):
+                floor = self._floor_target(target)
+                floors: list[float] = []
+                for i in range(opts.cold_starts):
+                    # Interleaved, so that a busy spell slows both alike.
+                    if floor is not None:
+                        floor = self._floor_start(floor, memory_mb, block, limits, i, floors)
+                    if i == opts.cold_starts - 1:
+                        break
                     if time.monotonic() > deadline:
                         block["stopped_early"] = f"time limit: {len(colds)} cold starts"
                         break
                     ms, budget = self._cold(target, memory_mb, block["threads"], limits, i)
                     colds.append(ms)
                     budgets.append(budget)
+                if floors:
+                    block["floor_cold_start_ms"] = {**quantiles(floors), "values": floors}
             except InstanceFailed as exc:
                 block.pop("cold_ms", None)
                 block.pop("cold_budget", None)
@@ -175,6 +186,36 @@ class Harness:
                 "runs": runs,
             }
         return block
+
+    def _floor_target(self, target: Target) -> Target | None:
+        """The stack floor of a Lambda target (its zip copied once per run), else None."""
+        if target.kind != "lambda" or not self.opts.floor:
+            return None
+        if target.source not in self.floors:
+            from slimbert.lab.coldfloor import floor_zip
+
+            dst = self.work / f"floor-{len(self.floors)}" / target.source.name
+            self.floors[target.source] = floor_zip(target.source, dst)
+        return target.floor(self.floors[target.source])
+
+    def _floor_start(
+        self,
+        floor: Target,
+        memory_mb: int,
+        block: dict[str, Any],
+        limits: cgroups.CgroupLimits,
+        i: int,
+        floors: list[float],
+    ) -> Target | None:
+        """One fresh start of the floor into ``floors``; None (no more) when it fails, which
+        is recorded and does not fail the function's own measurement."""
+        try:
+            floors.append(self._cold(floor, memory_mb, block["threads"], limits, i)[0])
+        except InstanceFailed as exc:
+            block["floor_error"] = exc.message
+            log.warning("the stack floor failed at %d MB: %s", memory_mb, exc.message)
+            return None
+        return floor
 
     def _instance(
         self, target: Target, memory_mb: int, threads: int, limits: cgroups.CgroupLimits, tag: str

@@ -30,6 +30,7 @@ from slimbert.deploy.local import (
     free_port,
     function_url_event,
 )
+from slimbert.deploy.platforms import LAMBDA_HANDLER
 from slimbert.errors import SlimbertError
 
 TEACHER_TIMEOUT_S = 300.0  # the first answer includes importing torch at a fraction of a CPU
@@ -130,13 +131,27 @@ class Target:
     kind: Literal["lambda", "gcp", "teacher"]
     source: Path
     python: Path | None = None  # Python 3.12 for the packaged functions
+    handler: str | None = None  # a Lambda zip's entry point other than slimbert's own
+
+    def floor(self, floor_zip: Path) -> Target:
+        """The stack floor of this Lambda target (:mod:`slimbert.lab.coldfloor`)."""
+        from slimbert.lab.coldfloor import FLOOR_HANDLER
+
+        return dataclasses.replace(
+            self, name=f"{self.name}-floor", source=floor_zip, handler=FLOOR_HANDLER
+        )
 
     def make(self, memory_mb: int, threads: int, prefix: list[str], workdir: Path) -> Instance:
         fn: _Lambda | _Gcp | LocalTeacher
         env = {"SLIMBERT_THREADS": str(threads)}
         if self.kind == "lambda":
             fn = _Lambda(
-                self.source, env=env, workdir=workdir, memory_mb=memory_mb, python=self.python
+                self.source,
+                env=env,
+                workdir=workdir,
+                memory_mb=memory_mb,
+                python=self.python,
+                handler=self.handler or LAMBDA_HANDLER,
             )
         elif self.kind == "gcp":
             fn = _Gcp(self.source, env=env, python=self.python)

@@ -36,6 +36,9 @@ class BenchLambdaOptions(Options):
     requests: int = PAPER_REQUESTS
     warmup: int = PAPER_WARMUP
     cold_starts: int = PAPER_COLD_STARTS
+    # Beside each fresh start of a Lambda zip, one of its stack floor (slimbert.lab.coldfloor):
+    # the same zip with a handler that only imports the serving stack.
+    floor: bool = True
     concurrency: tuple[int, ...] = (1, 2, 4)
     concurrency_requests: int = 500
     concurrency_memory_mb: int | None = None  # None: 1769 when measured, else the largest size
