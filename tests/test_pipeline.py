@@ -193,6 +193,12 @@ def test_builtin_similarity_pipelines_parse_and_share_steps() -> None:
     joint = paper["augsbert-joint-2l"].options
     assert joint.extra_train == ("runs/sbert/augment/silver.parquet",)  # type: ignore[attr-defined]
     assert joint.model == paper["target-2l"].options.model  # type: ignore[attr-defined]
+    # Every width runs the whole path: 6 layers NLI -> STSb -> target, each row evaluated.
+    six = paper["target-6l"].options
+    assert six.model == str(paper["sts-6l"].options.out)  # type: ignore[attr-defined]
+    evaluation = paper["eval"].options
+    assert len(evaluation.models) == len(evaluation.names) == 13  # type: ignore[attr-defined]
+    assert str(six.out) in map(str, evaluation.models)  # type: ignore[attr-defined]
     quick = read_pipeline("sbert", profile="quick")
     assert quick[0].options.limit == 800  # type: ignore[attr-defined]
 
