@@ -13,6 +13,7 @@ from slimbert.lab.bench_label import (
     LabelBenchOptions,
     encoder_flops,
     label_markdown,
+    prefix_agreement,
     run_label_bench,
     sgemm_peak,
 )
@@ -77,6 +78,14 @@ def test_options_are_checked() -> None:
         LabelBenchOptions(repeats=0)
     with pytest.raises(ConfigError, match="ray_limit"):
         LabelBenchOptions(ray_limit=0)
+
+
+def test_the_killed_run_is_compared_on_the_rows_both_labelled() -> None:
+    # The Ray comparison may label more rows (--ray-limit) than the fault run (--limit).
+    assert prefix_agreement([0, 1, 2], [0, 1, 2, 2, 2]) == 1.0
+    assert prefix_agreement([0, 1, 2, 0], [0, 1]) == 1.0
+    assert prefix_agreement([0, 1, 1, 0], [0, 1, 2, 0]) == 0.75
+    assert prefix_agreement([], [1]) == 0.0
 
 
 def test_encoder_flops_counts_dense_layers_and_attention() -> None:

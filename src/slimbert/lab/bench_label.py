@@ -285,8 +285,10 @@ def _ray_runs(
             out["killed_actor"] = {
                 "actor_killed": marker.exists(),
                 "rows": len(silver.texts),
-                "expected_rows": len(local["labels"]),
-                "label_identity": float((np.asarray(silver.labels) == local["labels"]).mean()),
+                "expected_rows": options.limit,
+                # Against the local run's labels of the same rows (it may have labelled more:
+                # --ray-limit; both take the pool's first rows in order).
+                "label_identity": prefix_agreement(silver.labels, local["labels"]),
                 "read_silver": "ok (every row once, checksums verified)",
             }
     finally:
@@ -398,6 +400,12 @@ def _killed_driver(
         "rows": len(silver.texts),
         "read_silver": "ok (every row once, checksums verified)",
     }
+
+
+def prefix_agreement(a: Any, b: Any) -> float:
+    """The share of equal labels over the rows both runs labelled (the pool's first rows)."""
+    n = min(len(a), len(b))
+    return float((np.asarray(a)[:n] == np.asarray(b)[:n]).mean()) if n else 0.0
 
 
 def encoder_flops(config: dict[str, Any], tokens: int) -> float:
@@ -554,4 +562,11 @@ def label_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["LabelBenchOptions", "encoder_flops", "label_markdown", "run_label_bench", "sgemm_peak"]
+__all__ = [
+    "LabelBenchOptions",
+    "encoder_flops",
+    "label_markdown",
+    "prefix_agreement",
+    "run_label_bench",
+    "sgemm_peak",
+]
