@@ -288,12 +288,13 @@ class FakeLambda:
         # Duration grows with the request number: each request's REPORT line is identifiable.
         self.log.append(f"REPORT RequestId: r{n}\tDuration: {n}.25 ms\tBilled Duration: {n + 1} ms")
         answers = [{"label": "x"}] * (len(texts) - (n == self.drop_at))
-        body = {"predictions": answers, "timing_ms": {"total": 0.5}}
+        body = {"predictions": answers, "timing_ms": {"total": 0.5, "inference": 0.1 * len(texts)}}
         return {"statusCode": 200, "body": json.dumps(body)}, 2.0 + n
 
 
 BATCH_KEYS = {"texts_per_request", "requests", "errors", "client_ms", "duration_ms",
-              "billed_ms_mean", "duration_source", "handler_ms", "peak_memory_mb"}  # fmt: skip
+              "billed_ms_mean", "duration_source", "handler_ms", "peak_memory_mb",
+              "inference_ms"}  # fmt: skip
 
 
 def test_batches_carry_k_texts_and_bill_from_the_report_lines() -> None:
@@ -317,6 +318,9 @@ def test_batches_carry_k_texts_and_bill_from_the_report_lines() -> None:
     assert batched["1"]["billed_ms_mean"] == pytest.approx(5.5)
     assert batched["8"]["duration_ms"]["max"] == pytest.approx(13.25)
     assert batched["8"]["billed_ms_mean"] == pytest.approx(12.5)
+    # The model's own time, from each answer's timing_ms.inference (0.1 ms a text here).
+    assert batched["8"]["inference_ms"]["mean"] == pytest.approx(0.8)
+    assert batched["1"]["inference_ms"]["n"] == 4
     assert json.loads(json.dumps(batched)) == batched  # JSON as it is
 
 
@@ -346,6 +350,10 @@ def test_a_batch_answered_short_is_an_error_and_a_dead_instance_ends_the_batches
             {"functions": {"student-lambda": {"memory": {"1024": {"batched": batched}}}}}
         )[5 + 1]
     )
+    row = batched_section(
+        {"functions": {"student-lambda": {"memory": {"1024": {"batched": batched}}}}}
+    )[5]
+    assert row.startswith("| 1024 | 1 | 4 | 0 |") and "| 0.100 |" in row  # model per text
 
 
 def test_without_report_lines_the_handler_timing_stands_in() -> None:

@@ -54,6 +54,9 @@ class Batches:
     entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     positions: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     handler_ms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    # The model's own time per request (the answer's timing_ms.inference): what no handler
+    # change can take away from the billed duration.
+    inference_ms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     def finish(self, log_text: str | None) -> dict[str, dict[str, Any]]:
         """The ``batched`` block: durations from the REPORT lines of ``log_text`` (the
@@ -64,6 +67,9 @@ class Batches:
             if not handler:
                 continue
             entry["handler_ms"] = quantiles(handler)
+            inference = self.inference_ms.get(k, [])
+            if len(inference) == len(handler):
+                entry["inference_ms"] = quantiles(inference)
             found = [reports[p] for p in self.positions[k] if p < len(reports)]
             if reports and len(found) == len(handler):
                 entry["duration_ms"] = quantiles([duration for duration, _ in found])
@@ -108,14 +114,16 @@ def measure_batches(
         out.positions[key] = []
         client: list[float] = []
         handler = out.handler_ms.setdefault(key, [])
+        inference = out.inference_ms.setdefault(key, [])
         for i in range(BATCH_WARMUP + requests):
             if time.monotonic() > deadline:
                 entry["stopped_early"] = f"time limit after {len(client)} requests"
                 break
             texts = [text_at(used + j) for j in range(k)]
             used += k
+            timings: dict[str, float] = {}
             try:
-                ms, total = call_instance(fn, target, texts)
+                ms, total = call_instance(fn, target, texts, timings)
             except InstanceFailed as exc:
                 entry["errors"] += 1
                 entry["error"] = exc.message
@@ -128,6 +136,8 @@ def measure_batches(
             if i >= BATCH_WARMUP:
                 client.append(ms)
                 handler.append(total)
+                if "inference" in timings:
+                    inference.append(timings["inference"])
                 out.positions[key].append(position)
             position += 1
         entry["requests"] = len(client)

@@ -186,11 +186,17 @@ def start_instance(fn: Instance) -> None:
         raise InstanceFailed(exc.message, fn.log_tail()) from exc
 
 
-def call_instance(fn: Instance, target: Target, text: str | Sequence[str]) -> tuple[float, float]:
+def call_instance(
+    fn: Instance,
+    target: Target,
+    text: str | Sequence[str],
+    timings: dict[str, float] | None = None,
+) -> tuple[float, float]:
     """One request of one text or a batch: (client ms, the function's own ``timing_ms.total``).
 
     A batch must come back with one prediction per text: an answer that drops texts would
-    make a larger batch look cheaper than it is.
+    make a larger batch look cheaper than it is. ``timings``, when given, receives the rest
+    of the answer's ``timing_ms`` (``tokenize``, ``inference``: the model's own share).
     """
     try:
         answer, ms = fn.invoke(target.payload(text))
@@ -204,6 +210,10 @@ def call_instance(fn: Instance, target: Target, text: str | Sequence[str]) -> tu
         # A classifier answers predictions; an embedding bundle, embeddings.
         answers = len(body["predictions"] if "predictions" in body else body["embeddings"])
         total = float(body["timing_ms"]["total"])
+        if timings is not None:
+            timings.update(
+                (k, float(v)) for k, v in body["timing_ms"].items() if isinstance(v, int | float)
+            )
     if status != 200 or total is None:
         raise InstanceFailed(
             f"the function answered {status}: {str(answer)[:300]}", fn.log_tail(), status

@@ -110,8 +110,8 @@ def batched_section(r: dict[str, Any]) -> list[str]:
             f"## Batched requests: {name}",
             "",
             "| MB | texts/request | requests | errors | client p50 | client p99 | Duration p50 "
-            "| Duration p99 | billed mean | billed per text | peak MB |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| Duration p99 | billed mean | billed per text | model per text | peak MB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         sources = set()
         for mb, batched in rows:
@@ -121,15 +121,18 @@ def batched_section(r: dict[str, Any]) -> list[str]:
                         e.get("skipped")
                         or ("OOM: " if e.get("oom") else "error: ") + str(e.get("error", ""))[:60]
                     )
-                    lines.append(f"| {mb} | {k} | 0 | {e['errors']} | {why} |" + " |" * 6)
+                    lines.append(f"| {mb} | {k} | 0 | {e['errors']} | {why} |" + " |" * 7)
                     continue
                 c, d, billed = e["client_ms"], e["duration_ms"], e["billed_ms_mean"]
                 sources.add(e["duration_source"])
                 per_text = None if billed is None else billed / e["texts_per_request"]
+                model = e.get("inference_ms", {}).get("mean")
+                model_per_text = None if model is None else model / e["texts_per_request"]
                 lines.append(
                     f"| {mb} | {k} | {e['requests']} | {e['errors']} | {c['p50']:.2f} "
                     f"| {c['p99']:.2f} | {d['p50']:.2f} | {d['p99']:.2f} | {_f(billed, '.2f')} "
-                    f"| {_f(per_text, '.3f')} | {_f(e.get('peak_memory_mb'))} |"
+                    f"| {_f(per_text, '.3f')} | {_f(model_per_text, '.3f')} "
+                    f"| {_f(e.get('peak_memory_mb'))} |"
                 )
         duration = {
             "emulator-report": "the function's Duration from the emulator's REPORT lines; "
@@ -142,6 +145,8 @@ def batched_section(r: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"ms throughout, one request at a time in the warm instance; Duration: {duration}; "
+            "model per text: the mean of the answers' own `timing_ms.inference` (onnxruntime's "
+            "run alone) over the texts, the part of the bill no handler change removes; "
             "peak MB: the cgroup's peak so far, the batch sizes run smallest first.",
         ]
     return lines
