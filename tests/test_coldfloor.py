@@ -25,7 +25,10 @@ def _package(path: Path) -> Path:
 
 def test_the_floor_zip_is_the_package_plus_one_module(tmp_path: Path) -> None:
     package = _package(tmp_path / "fn.zip")
+    (tmp_path / "fn.template.yaml").write_text("Resources: {}\n", encoding="utf-8")
     dst = floor_zip(package, tmp_path / "floor" / "fn.zip")
+    # The function's environment comes from the template beside the zip: the floor's too.
+    assert (tmp_path / "floor" / "fn.template.yaml").read_text() == "Resources: {}\n"
     with zipfile.ZipFile(package) as a, zipfile.ZipFile(dst) as b:
         names = {i.filename: i for i in b.infolist()}
         assert set(names) == {i.filename for i in a.infolist()} | {f"{FLOOR_MODULE}.py"}
@@ -65,3 +68,17 @@ def test_a_lambda_target_makes_its_floor(tmp_path: Path) -> None:
     fn = floor.make(1024, 1, [], tmp_path / "work")
     assert fn.handler == FLOOR_HANDLER  # type: ignore[attr-defined]
     assert target.make(1024, 1, [], tmp_path / "w2").handler != FLOOR_HANDLER  # type: ignore[attr-defined]
+
+
+def test_the_floor_starts_with_the_functions_environment(tmp_path: Path) -> None:
+    package = _package(tmp_path / "fn.zip")
+    (tmp_path / "fn.template.yaml").write_text(
+        "Resources:\n  Function:\n    Properties:\n      MemorySize: 1024\n"
+        "      Environment:\n        Variables:\n          OPENBLAS_NUM_THREADS: '1'\n",
+        encoding="utf-8",
+    )
+    target = Target("student-lambda", "lambda", package)
+    floor = target.floor(floor_zip(package, tmp_path / "floor" / "fn.zip"))
+    own = target.make(1024, 1, [], tmp_path / "a")
+    theirs = floor.make(1024, 1, [], tmp_path / "b")
+    assert own.template_env == theirs.template_env == {"OPENBLAS_NUM_THREADS": "1"}  # type: ignore[attr-defined]

@@ -43,8 +43,13 @@ def lambda_handler(event, context):
 
 def floor_zip(package: Path, dst: Path) -> Path:
     """A copy of the Lambda zip ``package`` at ``dst`` with the floor module added at its
-    root (every entry kept as it is, modes included); returns ``dst``."""
-    dst = Path(dst)
+    root (every entry kept as it is, modes included); returns ``dst``.
+
+    The SAM template beside the zip is copied beside the copy: the function's environment
+    (``OPENBLAS_NUM_THREADS`` above all: OpenBLAS starts one thread per CPU at numpy's
+    import without it) is part of what the floor must share with the function.
+    """
+    package, dst = Path(package), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(dst.name + ".partial")
     with zipfile.ZipFile(package) as src, zipfile.ZipFile(partial, "w") as out:
@@ -58,6 +63,9 @@ def floor_zip(package: Path, dst: Path) -> Path:
         entry.compress_type = zipfile.ZIP_DEFLATED
         out.writestr(entry, FLOOR_SOURCE)
     partial.replace(dst)
+    template = package.with_name(f"{package.stem}.template.yaml")
+    if template.is_file():
+        shutil.copyfile(template, dst.with_name(f"{dst.stem}.template.yaml"))
     return dst
 
 
