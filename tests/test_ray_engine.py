@@ -25,6 +25,7 @@ import pytest
 
 from slimbert.data.shards import shard_name
 from slimbert.errors import ConfigError, MissingDependencyError
+from slimbert.lab.bench_label import killing_teacher
 from slimbert.train.label import LabelOptions, label_corpus, read_silver
 
 _WORKER = Path(__file__).with_name("_label_worker.py")
@@ -124,25 +125,6 @@ def test_ray_finishes_a_local_run_into_the_same_folder(
 
 
 # -- slow: a whole run, faults, augment ----------------------------------------------------------
-class _DyingScorer(worker.FakeScorer):  # type: ignore[misc, name-defined]
-    """A fake teacher whose actor SIGKILLs itself on its third batch, once (a marker file)."""
-
-    def __init__(self, marker: str) -> None:
-        super().__init__()
-        self.marker = marker
-
-    def logits(self, texts: Any) -> np.ndarray:
-        if len(self.batches) == 2:
-            try:
-                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pass
-            else:
-                os.close(fd)
-                os.kill(os.getpid(), signal.SIGKILL)
-        return super().logits(texts)  # type: ignore[no-any-return]
-
-
 @pytest.mark.slow
 def test_a_killed_actor_loses_and_repeats_no_row(ray: Any, tmp_path: Path, teacher: Path) -> None:
     data = tmp_path / "corpus.csv"
@@ -153,7 +135,8 @@ def test_a_killed_actor_loses_and_repeats_no_row(ray: Any, tmp_path: Path, teach
     result = label_corpus(
         _options(teacher, data, tmp_path / "ray", engine="ray"),
         scorer=FakeScorer(),
-        teacher_factory=partial(_DyingScorer, str(marker)),
+        # The bench's fault: the actor SIGKILLs itself on its third batch, once.
+        teacher_factory=partial(killing_teacher, FakeScorer, str(marker), 3),
     )
     assert marker.exists(), "no actor was killed"
     assert result.rows == 600 and result.resumed_shards == 0

@@ -275,7 +275,7 @@ def _ray_runs(
         if options.faults:
             marker = work / "killed-actor.marker"
             factory = partial(
-                _killing_teacher,
+                killing_teacher,
                 partial(load_teacher_scorer, str(bundle), "onnx", None),
                 str(marker),
                 3,
@@ -329,8 +329,9 @@ def _run_with_factory(
     return out
 
 
-class _KillingScorer:
-    """A teacher whose actor SIGKILLs itself on its ``after``-th batch, once per marker."""
+class KillingScorer:
+    """A teacher whose actor SIGKILLs itself on its ``after``-th batch, once per marker file
+    (the fault of the bench, and of tests/test_ray_engine.py)."""
 
     def __init__(self, inner: Any, marker: str, after: int) -> None:
         self.inner, self.marker, self.after, self.calls = inner, marker, after, 0
@@ -352,8 +353,8 @@ class _KillingScorer:
         return np.asarray(self.inner.logits(texts))
 
 
-def _killing_teacher(load: Callable[[], Any], marker: str, after: int) -> _KillingScorer:
-    return _KillingScorer(load(), marker, after)
+def killing_teacher(load: Callable[[], Any], marker: str, after: int) -> KillingScorer:
+    return KillingScorer(load(), marker, after)
 
 
 def _killed_driver(
@@ -563,8 +564,10 @@ def label_markdown(report: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "KillingScorer",
     "LabelBenchOptions",
     "encoder_flops",
+    "killing_teacher",
     "label_markdown",
     "prefix_agreement",
     "run_label_bench",
