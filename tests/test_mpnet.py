@@ -143,3 +143,29 @@ def test_real_mpnet_alias_loads_and_embeds(tmp_path: Path, monkeypatch: pytest.M
     assert close > 0.6 > far
     clf = TorchClassifier.build("mpnet", LABELS, layers=(0, 11))
     assert len(clf.module.base_model.encoder.layer) == 2  # type: ignore[union-attr]
+
+
+def test_a_reassembled_model_with_its_weights_manifest_is_no_bundle(
+    tiny_mpnet_sbert: Path, tmp_path: Path
+) -> None:
+    """The weights cache writes a manifest.json (slimbert-weights/1) into the folder it
+    reassembles (all-mpnet-base-v2): eval must read that folder as the embedder it is, not as
+    a bundle (which failed with "this runtime reads 'slimbert-bundle/1'")."""
+    import shutil
+
+    from slimbert.models.weights import WEIGHTS_FORMAT
+    from slimbert.runtime.bundle import is_bundle
+    from slimbert.train.eval_common import model_kind
+
+    folder = tmp_path / "all-mpnet-base-v2"
+    shutil.copytree(tiny_mpnet_sbert, folder)
+    (folder / "manifest.json").write_text(f'{{"format": "{WEIGHTS_FORMAT}"}}', encoding="utf-8")
+    assert not is_bundle(folder) and model_kind(folder) == "embedder"
+    bundle = tmp_path / "bundle"
+    export_model(ExportOptions(model=tiny_mpnet_sbert, out=bundle, validation=None, quantize=False))
+    assert is_bundle(bundle) and model_kind(bundle) == "embedder"
+    # A manifest that names no format is taken for a bundle: loading it says what is wrong.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("[]", encoding="utf-8")
+    assert is_bundle(broken) and not is_bundle(tmp_path / "nothing")

@@ -72,6 +72,23 @@ def read_manifest(root: Path, *, sha256: str | None = None) -> dict[str, Any]:
     return manifest
 
 
+def is_bundle(path: Path) -> bool:
+    """Whether the folder ``path`` is meant as a bundle: its ``manifest.json`` names a bundle
+    format, or names none (then :func:`read_manifest` says what is wrong with it).
+
+    Other folders slimbert writes hold a ``manifest.json`` of their own kind: a model the
+    weights cache reassembled (``slimbert-weights/1``, e.g. all-mpnet-base-v2), a silver set.
+    """
+    manifest = Path(path) / MANIFEST_FILE
+    if not manifest.is_file():
+        return False
+    try:
+        fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not isinstance(fmt, str) or fmt.split("/")[0] == FORMAT.split("/")[0]
+
+
 def small_sha256(data: bytes) -> str:
     """The sha256 (hex) of a small buffer (a manifest) without loading OpenSSL.
 

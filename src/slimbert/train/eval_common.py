@@ -123,7 +123,9 @@ def model_kind(path: Path) -> str:
     if is_baseline(str(path)):
         return "classifier"
 
-    if (path / "manifest.json").is_file():
+    from slimbert.runtime.bundle import is_bundle
+
+    if is_bundle(path):
         from slimbert.runtime.bundle import read_manifest
 
         return "embedder" if read_manifest(path)["task"] == "embedding" else "classifier"

@@ -124,7 +124,9 @@ def _dimension(model: Any) -> int | None:
 
 def _load_embedder(path: Path, threads: int, batch_size: int) -> tuple[Any, dict[str, Any]]:
     """An object with ``embed(texts)`` for an embedder folder or bundle, and its table facts."""
-    if (path / "manifest.json").is_file():
+    from slimbert.runtime.bundle import is_bundle
+
+    if is_bundle(path):
         from slimbert.runtime import load_bundle
         from slimbert.runtime.bundle import model_bytes
 

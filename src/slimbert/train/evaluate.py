@@ -65,7 +65,9 @@ def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
     if baselines.is_baseline(str(path)):
         return baselines.VaderScorer(), baselines.facts()
 
-    if (path / "manifest.json").is_file():
+    from slimbert.runtime.bundle import is_bundle
+
+    if is_bundle(path):
         from slimbert.runtime import load_bundle
         from slimbert.runtime.bundle import model_bytes
 
