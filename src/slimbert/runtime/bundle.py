@@ -73,12 +73,9 @@ def read_manifest(root: Path, *, sha256: str | None = None) -> dict[str, Any]:
 
 
 def is_bundle(path: Path) -> bool:
-    """Whether the folder ``path`` is meant as a bundle: its ``manifest.json`` names a bundle
-    format, or names none (then :func:`read_manifest` says what is wrong with it).
-
-    Other folders slimbert writes hold a ``manifest.json`` of their own kind: a model the
-    weights cache reassembled (``slimbert-weights/1``, e.g. all-mpnet-base-v2), a silver set.
-    """
+    """Whether ``path`` is meant as a bundle: its ``manifest.json`` names a bundle format, or
+    none (:func:`read_manifest` says what is wrong). A reassembled model (all-mpnet-base-v2,
+    ``slimbert-weights/1``) or a silver set holds a manifest of its own kind."""
     manifest = Path(path) / MANIFEST_FILE
     if not manifest.is_file():
         return False
