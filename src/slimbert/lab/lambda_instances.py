@@ -131,7 +131,7 @@ class Target:
     kind: Literal["lambda", "gcp", "teacher"]
     source: Path
     python: Path | None = None  # Python 3.12 for the packaged functions
-    handler: str | None = None  # a Lambda zip's entry point other than slimbert's own
+    handler: str = LAMBDA_HANDLER  # a Lambda zip's entry point (the stack floor has its own)
 
     def floor(self, floor_zip: Path) -> Target:
         """The stack floor of this Lambda target (:mod:`slimbert.lab.coldfloor`)."""
@@ -151,7 +151,7 @@ class Target:
                 workdir=workdir,
                 memory_mb=memory_mb,
                 python=self.python,
-                handler=self.handler or LAMBDA_HANDLER,
+                handler=self.handler,
             )
         elif self.kind == "gcp":
             fn = _Gcp(self.source, env=env, python=self.python)

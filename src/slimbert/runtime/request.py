@@ -72,16 +72,24 @@ class Limits:
             ("max_chars", "SLIMBERT_MAX_CHARS"),
             ("max_body_bytes", "SLIMBERT_MAX_BODY_BYTES"),
         ):
-            raw = os.environ.get(env, "").strip()
-            if not raw:
-                continue
-            try:
-                values[name] = int(raw)
-            except ValueError:
-                values[name] = 0
-            if values[name] < 1:
-                raise ConfigError(f"{env} must be a positive integer, got {raw!r}")
+            value = positive_int_env(env)
+            if value is not None:
+                values[name] = value
         return cls(**values)
+
+
+def positive_int_env(env: str, hint: str | None = None) -> int | None:
+    """The positive integer in the environment variable ``env``; None when unset or blank."""
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{env} must be a positive integer, got {raw!r}", hint=hint)
+    return value
 
 
 BATCH_SIZE_ENV = "SLIMBERT_BATCH_SIZE"
@@ -95,19 +103,9 @@ SERVING_BATCH_SIZE = 1
 
 def batch_size_from_env() -> int:
     """Texts per model run in the function: ``SLIMBERT_BATCH_SIZE``, else 1."""
-    raw = os.environ.get(BATCH_SIZE_ENV, "").strip()
-    if not raw:
-        return SERVING_BATCH_SIZE
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(
-            f"{BATCH_SIZE_ENV} must be a positive integer, got {raw!r}",
-            hint=f"unset {BATCH_SIZE_ENV}: each text then runs alone, as it would if sent alone",
-        )
-    return value
+    hint = f"unset {BATCH_SIZE_ENV}: each text then runs alone, as it would if sent alone"
+    value = positive_int_env(BATCH_SIZE_ENV, hint)
+    return SERVING_BATCH_SIZE if value is None else value
 
 
 class RequestError(Exception):

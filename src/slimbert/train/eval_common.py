@@ -123,11 +123,9 @@ def model_kind(path: Path) -> str:
     if is_baseline(str(path)):
         return "classifier"
 
-    from slimbert.runtime.bundle import is_bundle
+    from slimbert.runtime.bundle import is_bundle, read_manifest
 
     if is_bundle(path):
-        from slimbert.runtime.bundle import read_manifest
-
         return "embedder" if read_manifest(path)["task"] == "embedding" else "classifier"
     if (path / META_FILE).is_file():
         return "classifier"

@@ -124,11 +124,10 @@ def _dimension(model: Any) -> int | None:
 
 def _load_embedder(path: Path, threads: int, batch_size: int) -> tuple[Any, dict[str, Any]]:
     """An object with ``embed(texts)`` for an embedder folder or bundle, and its table facts."""
-    from slimbert.runtime.bundle import is_bundle
+    from slimbert.runtime.bundle import is_bundle, model_bytes
 
     if is_bundle(path):
         from slimbert.runtime import load_bundle
-        from slimbert.runtime.bundle import model_bytes
 
         bundle = load_bundle(path, threads=threads, batch_size=batch_size)
         model_file = bundle.manifest["model_file"]

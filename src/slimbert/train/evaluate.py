@@ -65,11 +65,10 @@ def _load(path: Path, threads: int) -> tuple[Any, dict[str, Any]]:
     if baselines.is_baseline(str(path)):
         return baselines.VaderScorer(), baselines.facts()
 
-    from slimbert.runtime.bundle import is_bundle
+    from slimbert.runtime.bundle import is_bundle, model_bytes
 
     if is_bundle(path):
         from slimbert.runtime import load_bundle
-        from slimbert.runtime.bundle import model_bytes
 
         bundle = load_bundle(path, threads=threads)
         if bundle.task != "classification":
