@@ -77,3 +77,34 @@ def test_other_labels_get_neither_suite_nor_vader(tiny_model: Path, tmp_path: Pa
     result = evaluate_models(EvalOptions(models=(str(clf),), data=str(data), latency_samples=0))
     (row,) = result["models"]
     assert "behaviour" not in row and row["model"] == str(clf)
+
+
+def test_overlapping_sets_score_each_text_once(
+    tiny_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set inside another (tweets3:test inside sentiment3:test) costs no second pass, and
+    its scores are those of scoring it alone."""
+    pytest.importorskip("vaderSentiment")
+    from slimbert.models import baselines
+
+    whole = tiny_data["test"]
+    lines = whole.read_text(encoding="utf-8").splitlines()
+    part = tmp_path / "part.csv"
+    part.write_text("\n".join([lines[0], *lines[1:31]]) + "\n", encoding="utf-8")
+    scored: list[str] = []
+    logits = baselines.VaderScorer.logits
+
+    def counting(self: baselines.VaderScorer, texts: list[str]) -> object:
+        scored.extend(texts)
+        return logits(self, texts)
+
+    monkeypatch.setattr(baselines.VaderScorer, "logits", counting)
+    common = {"models": ("vader",), "latency_samples": 0, "behaviour": False}
+    both = evaluate_models(EvalOptions(data=str(whole), sets=(str(part),), **common))
+    unique = len(set(scored))
+    assert len(scored) == unique  # nothing scored twice
+    alone = evaluate_models(EvalOptions(data=str(part), **common))
+    (row,), (row_alone,) = both["models"], alone["models"]
+    assert both["sets"] == {str(whole): 90, str(part): 30}
+    assert row["sets"][str(part)] == row_alone["sets"][str(part)]
+    assert row["sets"][str(part)]["macro_f1"] == row_alone["macro_f1"]
