@@ -554,3 +554,30 @@ def test_older_lambda_results_without_batches_say_what_to_run(tmp_path: Path) ->
     assert any(m.startswith(line) for m in result["missing"])
     assert "### Per prediction, by texts per request" in md and "cost_per_prediction" not in md
     assert "## 3. Cost per 1M predictions" in md and "$ per 1M predictions at 32" not in md
+
+
+def test_a_run_that_extends_the_demo_keeps_its_own_eval_and_teacher(tmp_path: Path) -> None:
+    """runs/sentiment/mpnet/eval.json (newer) does not replace runs/sentiment/eval.json, and
+    its bundle is compared with the teacher of its folder, not the demo's teacher beside it."""
+    runs = tmp_path / "runs"
+    demo = _write(runs / "eval.json", _eval())
+    other = _eval()
+    teacher, bundle = other["models"][1], other["models"][2]
+    big = {**teacher, "model": "runs/mpnet/teacher", "macro_f1": 0.8011}
+    other["models"] = [
+        other["models"][0],
+        teacher,  # runs/teacher: the demo's, listed first
+        big,
+        {**bundle, "model": "runs/mpnet/bundle", "macro_f1": 0.7622},
+    ]
+    mpnet = _write(runs / "mpnet" / "eval.json", other)
+    found = find_results([runs])
+    assert [s.path for s in found["eval"]] == [demo, mpnet]
+    result = build_report(
+        ReportOptions(results=tmp_path / "none", inputs=(runs,), out=tmp_path / "r")
+    )
+    key = result["key_figures"]
+    assert "| runs: macro-F1 on `tweets3:test`, student vs teacher | 0.6987 vs 0.7123 |" in key
+    assert "| mpnet: macro-F1 on `tweets3:test`, student vs teacher | 0.7622 vs 0.8011 |" in key
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "runs/mpnet/bundle" in report and f"`{mpnet}`" in report

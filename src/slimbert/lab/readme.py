@@ -46,12 +46,17 @@ def _near(sizes: Iterable[int], target: int = 1024) -> int | None:
 
 
 def _eval_pair(doc: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(student, teacher) rows of an eval.json: the bundle (else a "student"), the teacher."""
+    """(student, teacher) rows of an eval.json: the bundle (else a "student"), and the teacher
+    of its folder (runs/sentiment/mpnet/bundle pairs with runs/sentiment/mpnet/teacher, not
+    with the runs/sentiment/teacher evaluated beside it), else the first teacher."""
     models = [m for m in doc.get("models", []) if isinstance(m, dict)]
-    teacher = next((m for m in models if "teacher" in str(m.get("model", ""))), None)
-    teacher = teacher or next((m for m in models if m.get("kind") == "torch"), None)
     student = next((m for m in models if str(m.get("kind", "")).startswith("onnx")), None)
     student = student or next((m for m in models if "student" in str(m.get("model", ""))), None)
+    teachers = [m for m in models if "teacher" in str(m.get("model", ""))]
+    home = Path(str(student["model"])).parent if student else None
+    teacher = next((m for m in teachers if Path(str(m["model"])).parent == home), None)
+    teacher = teacher or next(iter(teachers), None)
+    teacher = teacher or next((m for m in models if m.get("kind") == "torch"), None)
     return (student if student is not teacher else None), teacher
 
 
@@ -107,10 +112,10 @@ def key_figures(
                 if data
                 else "macro-F1, student vs teacher"
             )
-            rows.append((label, f1, s))
-            rows.extend(
-                (figure, value, s) for figure, value in _domain_rows(s.doc, student, teacher)
-            )
+            figures = [(label, f1), *_domain_rows(s.doc, student, teacher)]
+            # Several run folders: each figure says whose teacher it is (the folder's name).
+            prefix = f"{s.path.parent.name}: " if len(found["eval"]) > 1 else ""
+            rows.extend((prefix + figure, value, s) for figure, value in figures)
     # The x86_64 Lambda zip is the one the paper deploys; other packages are in the report.
     for r in sorted(found["sizes"], key=lambda r: "aws-lambda-x86_64" not in r.path.name)[:1]:
         model = fmt.mib(size_parts(r.doc).get("model", {}).get("unzipped_bytes"))

@@ -474,6 +474,19 @@ def _eval_section(w: _Writer, found: Sequence[Source]) -> None:
         w.lacking("eval", elsewhere=True)
         return
     s = found[0]
+    _eval_table(w, s)
+    label, points, left_out = quality_points(s.doc)
+    if points:
+        w.plot(plot_quality(label, points, w.out / "quality.png"), "quality, latency and size")
+        if left_out:
+            w.add("Not in the plot: " + "; ".join(left_out) + ".", "")
+    w.cite([s])
+    for s in found[1:]:  # further run folders (runs/sentiment/mpnet): their table only
+        _eval_table(w, s)
+        w.cite([s])
+
+
+def _eval_table(w: _Writer, s: Source) -> None:
     w.table(
         "model | kind | weights MB | macro-F1 | accuracy | p50 ms (1 thread)",
         (
@@ -485,12 +498,6 @@ def _eval_section(w: _Writer, found: Sequence[Source]) -> None:
         left=2,
     )
     w.add(f"On `{s.doc.get('data')}` ({s.doc.get('rows')} rows).", "")
-    label, points, left_out = quality_points(s.doc)
-    if points:
-        w.plot(plot_quality(label, points, w.out / "quality.png"), "quality, latency and size")
-        if left_out:
-            w.add("Not in the plot: " + "; ".join(left_out) + ".", "")
-    w.cite([s])
 
 
 def _default_out(results: Path, found: Mapping[str, list[Source]]) -> Path:

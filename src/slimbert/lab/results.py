@@ -230,6 +230,10 @@ def _when(path: Path, doc: Mapping[str, Any]) -> dt.datetime:
 def _group(source: Source) -> str:
     if source.kind == "lambda":
         return "-".join(str(source.doc[k]) for k in ("platform", "arch") if source.doc.get(k))
+    if source.kind == "eval":
+        # One evaluation per run folder: the demo's (runs/sentiment) and a run that extends it
+        # (runs/sentiment/mpnet) compare different models, and neither replaces the other.
+        return str(source.path.parent)
     return source.path.name if source.kind == "sizes" else source.kind
 
 
