@@ -36,6 +36,9 @@ def _report() -> dict[str, Any]:
             | {"variant": "fp32", "cores": 1, "steady_rows_per_second": 250.0}
             | {"per_core": 250.0, "agreement_with_torch": 1.0}
             | {"gflops_per_core": 100.0, "share_of_peak": 1.25},
+            row
+            | {"variant": "int8", "cores": 1, "steady_rows_per_second": 500.0}
+            | {"per_core": 500.0, "agreement_with_torch": 0.99, "gflops_per_core": 200.0},
         ],
         "roofline": {"sgemm_gflops_one_thread": 80.0, "mean_tokens": 30.0, "gflop_per_row": 0.4},
         "ray": {
@@ -62,6 +65,7 @@ def test_markdown_states_ratios_and_faults() -> None:
     assert "| fp32 | 1 | 250 | 250 |" in text
     assert "| torch | 1 | 100 | 100 | 90 | 100.00% | 40.0 | 50% |" in text
     assert "sgemm peak measured in this run: 80.0 GFLOP/s" in text
+    assert "| int8 | 1 | 500 | 500 | 90 | 99.00% | 200.0 | – (int8) |" in text  # no fp32 share
     assert "fp32 / torch bound on this CPU: 2.00x." in text
     assert "fp32 teacher, 5,000 rows" in text
     assert "ONNX fp32 / torch on 1 core(s): 2.50x" in text
