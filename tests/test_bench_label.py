@@ -14,6 +14,7 @@ from slimbert.lab.bench_label import (
     encoder_flops,
     label_markdown,
     prefix_agreement,
+    roofline_row,
     run_label_bench,
     sgemm_peak,
 )
@@ -129,3 +130,13 @@ def test_small_run_writes_results(
     assert fp32["agreement_with_torch"] == 1.0 and fp32["rows"] == 60
     assert saved["roofline"]["sgemm_gflops_one_thread"] > 0 and fp32["gflops_per_core"] > 0
     assert (out / "label.md").read_text(encoding="utf-8").startswith("# Labelling throughput")
+
+
+def test_roofline_shares_the_fp32_peak_with_fp32_engines_only() -> None:
+    # 100 rows/s per core of 0.5 GFLOP = 50 GFLOP/s per core, against an 80 GFLOP/s peak.
+    for variant in ("torch", "fp32"):
+        row = {"variant": variant, "per_core": 100.0}
+        assert roofline_row(row, 0.5e9, 80.0) == {"gflops_per_core": 50.0, "share_of_peak": 0.625}
+    assert roofline_row({"variant": "int8", "per_core": 100.0}, 0.5e9, 80.0) == {
+        "gflops_per_core": 50.0
+    }

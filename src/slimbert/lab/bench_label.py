@@ -451,15 +451,21 @@ def _roofline(options: LabelBenchOptions, table: list[dict[str, Any]]) -> dict[s
     with _cores(1):
         peak = sgemm_peak()
     for row in table:
-        row["gflops_per_core"] = round(row["per_core"] * flops_per_row / 1e9, 1)
-        # An fp32 peak bounds fp32 engines only: int8 arithmetic has its own (higher) peak.
-        if row["variant"] != "int8":
-            row["share_of_peak"] = round(row["gflops_per_core"] / peak, 3)
+        row.update(roofline_row(row, flops_per_row, peak))
     return {
         "sgemm_gflops_one_thread": round(peak, 1),
         "mean_tokens": round(sum(lengths) / max(len(lengths), 1), 1),
         "gflop_per_row": round(flops_per_row / 1e9, 3),
     }
+
+
+def roofline_row(row: dict[str, Any], flops_per_row: float, peak: float) -> dict[str, float]:
+    """A throughput row's useful GFLOP/s per core and, for fp32 engines, its share of ``peak``
+    (one core's fp32 sgemm GFLOP/s): int8 arithmetic has its own, higher peak."""
+    gflops = round(row["per_core"] * flops_per_row / 1e9, 1)
+    if row["variant"] == "int8":
+        return {"gflops_per_core": gflops}
+    return {"gflops_per_core": gflops, "share_of_peak": round(gflops / peak, 3)}
 
 
 def _steady(r: dict[str, Any]) -> float:
@@ -575,6 +581,7 @@ __all__ = [
     "killing_teacher",
     "label_markdown",
     "prefix_agreement",
+    "roofline_row",
     "run_label_bench",
     "sgemm_peak",
 ]
